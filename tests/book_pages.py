@@ -102,3 +102,129 @@ def load_tagged_cells(path: Path, tag: str) -> dict:
     namespace: dict = {"__name__": f"{path.stem}:{tag}"}
     exec(compile("\n\n".join(c.source for c in cells), f"{path.name}[{tag}]", "exec"), namespace)
     return namespace
+
+
+# --- Stored outputs -----------------------------------------------------------
+#
+# The text a page prints is kept in tests/references/<page>.ipynb (code cells
+# only, outputs normalised) and every run is compared with it.
+
+REFERENCES = ROOT / "tests" / "references"
+
+# (pattern, replacement): what may differ between two correct runs.
+NORMALISE = [
+    (re.compile(r"0x[0-9a-fA-F]{6,}"), "0x<ADDRESS>"),
+    (re.compile(r"\b\d+(\.\d+)?\s?(ns|µs|us|ms)\b"), "<TIME>"),
+    (re.compile(r"\b\d+\.\d+\s?s\b"), "<TIME>"),
+    (re.compile(re.escape(str(ROOT))), "<ROOT>"),
+    (re.compile(r"(/[\w.+@-]+)+/(site|dist)-packages(/[\w.+@-]+)*"), "<LIBRARY>"),
+    (re.compile(r"/tmp(/[\w.+@-]+)+"), "<TMP>"),
+]
+KEPT_MIME = ("text/plain", "application/papermill.record/text/plain")
+
+
+def normalise_text(text: str) -> str:
+    text = strip_ansi(text)
+    for pattern, replacement in NORMALISE:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def image_size(mime: str, data) -> str:
+    """Images are compared by kind and pixel size, never by bytes."""
+    if mime == "image/png":
+        import base64
+        import struct
+
+        raw = base64.b64decode(data)
+        width, height = struct.unpack(">II", raw[16:24])
+        return f"<PNG {width}x{height}>"
+    match = re.search(r'width="([\d.]+)pt" height="([\d.]+)pt"', data if isinstance(data, str) else "")
+    return f"<SVG {match.group(1)}x{match.group(2)}pt>" if match else "<SVG>"
+
+
+def normalise_output(output) -> dict | None:
+    kind = output.output_type
+    if kind == "stream":
+        return {"output_type": "stream", "name": output.name, "text": normalise_text(output.text)}
+    if kind == "error":
+        return {"output_type": "error", "ename": output.ename,
+                "evalue": normalise_text(output.evalue), "traceback": []}
+    data = {}
+    for mime, value in sorted(output.get("data", {}).items()):
+        base = mime.removeprefix("application/papermill.record/")
+        if base in ("image/png", "image/svg+xml"):
+            data[mime] = image_size(base, value)
+        elif mime in KEPT_MIME:
+            data[mime] = normalise_text(value if isinstance(value, str) else "".join(value))
+    if not data:
+        return None
+    result = {"output_type": kind, "data": data, "metadata": {}}
+    if kind == "execute_result":
+        result["execution_count"] = None
+    return result
+
+
+def normalised_notebook(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """The code cells of an executed page: source, and outputs as compared."""
+    cells = []
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
+        outputs = []
+        for output in filter(None, map(normalise_output, cell.get("outputs", []))):
+            previous = outputs[-1] if outputs else None
+            if previous and output["output_type"] == previous["output_type"] == "stream" \
+                    and output["name"] == previous["name"]:
+                previous["text"] += output["text"]  # how a stream is split is timing
+            else:
+                outputs.append(output)
+        cells.append({"cell_type": "code", "execution_count": None, "metadata": {},
+                      "source": cell.source, "outputs": outputs})
+    # nbformat 4.4 has no cell ids: nothing random in the stored file
+    return nbformat.from_dict({"nbformat": 4, "nbformat_minor": 4, "metadata": {}, "cells": cells})
+
+
+def reference_path(page: Path) -> Path:
+    return REFERENCES / f"{page.stem}.ipynb"
+
+
+def write_reference(page: Path, obtained: nbformat.NotebookNode) -> None:
+    REFERENCES.mkdir(exist_ok=True)
+    nbformat.write(obtained, reference_path(page), version=nbformat.NO_CONVERT)
+
+
+def compare_with_reference(page: Path, obtained: nbformat.NotebookNode) -> str:
+    """Return a readable diff between stored and obtained outputs ('' if equal)."""
+    from pytest_notebook.diffing import diff_notebooks, diff_to_string, filter_diff
+
+    path = reference_path(page)
+    if not path.exists():
+        return f"{page.name}: no stored outputs at {path.relative_to(ROOT)}"
+    expected = nbformat.read(path, as_version=4)
+    if len(expected.cells) != len(obtained.cells):
+        return (f"{page.name}: the page has {len(obtained.cells)} code cells, "
+                f"the stored outputs {len(expected.cells)}")
+    ignored = ["/metadata", "/cells/*/id", "/cells/*/source", "/cells/*/metadata",
+               "/cells/*/execution_count"]
+    diff = filter_diff(diff_notebooks(expected, obtained), ignored)
+    if not diff:
+        return ""
+    changed = sorted(
+        entry["key"] for top in diff if top["key"] == "cells" for entry in top.get("diff", [])
+    )
+    lines = page_cell_lines(page)
+    where = "\n".join(
+        f"  cell {i} (line {lines[i]} of {page.relative_to(ROOT)}): {first_line(obtained.cells[i].source)!r}"
+        for i in changed if isinstance(i, int)
+    )
+    text = diff_to_string(expected, diff, use_git=False, use_color=False)
+    return f"{page.name}: outputs differ from the stored ones in\n{where}\n{text}"
+
+
+def page_cell_lines(page: Path) -> list[int]:
+    """The line of the page on which each code cell starts (1-based)."""
+    return [
+        number for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1)
+        if line.startswith("```{code-cell}")
+    ]
