@@ -8,6 +8,7 @@ that notebook in a fresh kernel.
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import jupytext
@@ -17,6 +18,7 @@ from pytest_notebook.execution import execute_notebook
 
 ROOT = Path(__file__).resolve().parent.parent
 BOOK = ROOT / "book"
+BUILD = ROOT / "_build"
 EXEC_TIMEOUT = 600  # seconds per cell
 
 
@@ -228,3 +230,12 @@ def page_cell_lines(page: Path) -> list[int]:
         number for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1)
         if line.startswith("```{code-cell}")
     ]
+
+
+def build_book(source: Path = ROOT, *extra: str) -> tuple[int, str]:
+    """Run ``jupyter-book build SOURCE -W -n --keep-going``; return (exit code, log)."""
+    process = subprocess.run(
+        ["jupyter-book", "build", str(source), "-W", "-n", "--keep-going", *extra],
+        cwd=source, capture_output=True, text=True,
+    )
+    return process.returncode, strip_ansi(process.stdout + process.stderr)

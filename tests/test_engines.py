@@ -99,11 +99,10 @@ def torch_value_and_grad(tree, point):
 
 
 def dual_value_and_grad(tree, point):
-    engine = DUAL
     grads = []
     for i in range(len(point)):
-        xs = [engine["DualNumber"](v, 1.0 if j == i else 0.0) for j, v in enumerate(point)]
-        z = evaluate(tree, xs, engine)
+        xs = [DUAL["DualNumber"](v, 1.0 if j == i else 0.0) for j, v in enumerate(point)]
+        z = evaluate(tree, xs, DUAL)
         grads.append(z.dvalue)
     return z.value, grads
 
@@ -116,10 +115,8 @@ def var_value_and_grad(tree, point):
 
 
 def tape_value_and_grad(tree, point):
-    engine = TAPE
-    node_class = engine[engine["ENGINE_CLASS"]] if "ENGINE_CLASS" in engine else None
-    xs = [node_class(v) for v in point]
-    z = evaluate(tree, xs, engine["FUNCTIONS"] if "FUNCTIONS" in engine else engine)
+    xs = [TAPE["Node"](v) for v in point]
+    z = evaluate(tree, xs, {name: TAPE[f"node_{name}"] for name in TORCH_FUNCTIONS})
     z.backward()
     return z.value, [x.grad for x in xs]
 
