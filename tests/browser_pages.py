@@ -1,0 +1,380 @@
+"""Read the built book in a real browser: headless Chromium, offline, via Playwright.
+
+``tests/test_browser.py`` uses this to test every page of ``_build/html``.
+It also runs on its own, against any built book, to measure page weights or
+take screenshots::
+
+    python tests/browser_pages.py _build/html                   # check every page
+    python tests/browser_pages.py _build/html --screenshots /tmp/shots \\
+        book/part2-pytorch/autograd-basics.html
+
+The book is served from the folder by a local HTTP server on 127.0.0.1 (a
+random port). Every request to any other host is blocked and recorded: the
+book must render from the built folder alone. Launch buttons (Binder, Colab)
+are links, so nothing is requested from those sites until a reader clicks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import http.server
+import json
+import re
+import statistics
+import sys
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's chromium (apt-get install chromium)
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-default-apps", "--disable-extensions", "--no-first-run",
+    "--no-default-browser-check", "--metrics-recording-only", "--mute-audio",
+]
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+THEMES = ("light", "dark")
+SERIOUS = ("serious", "critical")  # axe-core impacts that fail a page
+VIEWPORT = {"width": 1280, "height": 900}
+
+# Pages that are not part of the reading: Sphinx's root index.html only
+# redirects to the first page (book/intro.html, which is tested itself).
+NOT_PAGES = {"index.html"}
+NOT_PAGE_FOLDERS = {"_static", "_sources", "_images", "reports", "_downloads"}
+
+
+# --- Serving ------------------------------------------------------------------
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """Serve the build folder; remember every answered request and its status."""
+
+    def log_message(self, format, *args):  # noqa: A002 - signature from the base class
+        pass
+
+    def log_request(self, code="-", size="-"):
+        self.server.answered.append((int(code) if str(code).isdigit() else 0, self.path))
+
+
+class BookServer:
+    """``python -m http.server`` for one folder, on 127.0.0.1, in a thread."""
+
+    def __init__(self, root: Path):
+        handler = functools.partial(_QuietHandler, directory=str(root))
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.answered = []
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> BookServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=10)
+
+    def take_errors(self) -> list[str]:
+        """Requests answered with 4xx/5xx since the last call (the browser's own too,
+        such as a /favicon.ico that a page never asks for in its HTML)."""
+        answered, self.httpd.answered[:] = list(self.httpd.answered), []
+        return [f"HTTP {code} for {path}" for code, path in answered if code >= 400]
+
+
+# --- The pages ----------------------------------------------------------------
+
+
+def html_pages(html: Path) -> list[str]:
+    """Every reader-facing HTML page of the built book, relative to ``html``.
+
+    The book's own pages, plus Sphinx's search page (the search box leads
+    there) and general index (linked from every page's <head>).
+    """
+    pages = []
+    for path in sorted(html.rglob("*.html")):
+        relative = path.relative_to(html)
+        if relative.parts[0] in NOT_PAGE_FOLDERS or str(relative) in NOT_PAGES:
+            continue
+        pages.append(relative.as_posix())
+    return pages
+
+
+def source_of(page: str, source_root: Path) -> Path | None:
+    source = source_root / Path(page).with_suffix(".md")
+    return source if source.exists() else None
+
+
+def expected_errors(source: Path | None) -> list[str]:
+    """Exception types the page's shown ``raises-exception`` cells name, in order."""
+    if source is None:
+        return []
+    import jupytext
+
+    notebook = jupytext.read(source)
+    names = []
+    for cell in notebook.cells:
+        tags = cell.metadata.get("tags", [])
+        if cell.cell_type != "code" or "raises-exception" not in tags:
+            continue
+        if {"remove-output", "remove-cell"} & set(tags):
+            continue
+        names.append(str(cell.metadata.get("expect_error", "")))
+    return names
+
+
+# --- What is checked in the browser -------------------------------------------
+
+# Runs in the page once it has loaded and MathJax has finished typesetting.
+INSPECT_JS = r"""
+async () => {
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
+    await MathJax.startup.promise;
+  }
+  await document.fonts.ready;
+  const visible = (el) => !!(el.offsetWidth || el.offsetHeight || el.getClientRects().length);
+  // Prose as a reader sees it: everything but code, scripts and typeset maths.
+  const clone = document.body.cloneNode(true);
+  clone.querySelectorAll(
+    "pre, code, script, style, noscript, textarea, template, mjx-container, mjx-assistive-mml, .MathJax"
+  ).forEach((el) => el.remove());
+  const maths = [...document.querySelectorAll(".math")];
+  const resources = performance.getEntriesByType("resource");
+  const navigation = performance.getEntriesByType("navigation")[0];
+  return {
+    theme: document.documentElement.dataset.theme || "",
+    mode: document.documentElement.dataset.mode || "",
+    mathjax: !!(window.MathJax && MathJax.version),
+    mathjaxVersion: (window.MathJax && MathJax.version) || "",
+    maths: maths.length,
+    untypeset: maths.filter((el) => !el.querySelector("mjx-container"))
+                    .map((el) => el.textContent.trim().slice(0, 80)),
+    mathErrors: [...document.querySelectorAll("mjx-merror")]
+                    .map((el) => (el.getAttribute("data-mjx-error") || el.textContent).slice(0, 120)),
+    prose: clone.textContent,
+    images: [...document.querySelectorAll("img")].map((img) => ({
+      src: img.getAttribute("src") || "",
+      alt: (img.getAttribute("alt") || "").trim(),
+      loaded: img.complete && img.naturalWidth > 0,
+      visible: visible(img),
+    })),
+    tracebacks: [...document.querySelectorAll("div.output.traceback")]
+                    .map((el) => el.innerText.trim()),
+    weight: (navigation ? navigation.decodedBodySize : 0)
+            + resources.reduce((sum, r) => sum + (r.decodedBodySize || 0), 0),
+    requests: resources.length + 1,
+  };
+}
+"""
+
+RAW_TEX = [
+    (re.compile(r"\$\$"), "$$"),
+    (re.compile(r"\\[()\[\]]"), r"\( \) \[ \]"),
+    (re.compile(r"\\(?:begin|end)\{"), r"\begin/\end"),
+    (re.compile(r"\\[A-Za-z]{2,}"), "a TeX command"),
+    (re.compile(r"(?<![\w$])\$[^$\s][^$\n]{0,200}?\$(?![\w$])"), "$...$"),
+]
+# An error shown on purpose: one line, "ExceptionType: message".
+SHORT_ERROR = re.compile(r"^(?P<type>[A-Za-z_][\w.]*): \S.*$")
+LONG_ERROR_SIGNS = ("Traceback (most recent call last)", 'File "', "Cell In[", "site-packages", "----> ")
+
+
+@dataclass
+class PageReport:
+    page: str
+    theme: str
+    weight: int = 0
+    requests: int = 0
+    maths: int = 0
+    mathjax_version: str = ""
+    problems: list[str] = field(default_factory=list)
+
+
+def raw_tex(prose: str) -> list[str]:
+    found = []
+    for pattern, what in RAW_TEX:
+        for match in pattern.finditer(prose):
+            start = max(0, match.start() - 30)
+            found.append(f"{what}: ...{' '.join(prose[start:match.end() + 30].split())}...")
+    return found
+
+
+def error_problems(tracebacks: list[str], expected: list[str]) -> list[str]:
+    problems = []
+    shown = []
+    for text in tracebacks:
+        lines = text.splitlines()
+        match = SHORT_ERROR.match(lines[0]) if len(lines) == 1 else None
+        if match is None or any(sign in text for sign in LONG_ERROR_SIGNS):
+            problems.append(
+                "an error shown on purpose is not one 'ExceptionType: message' line:\n    "
+                + "\n    ".join(lines[:8]) + ("\n    ..." if len(lines) > 8 else "")
+            )
+        shown.append(match.group("type").rsplit(".", 1)[-1] if match else "?")
+    if [e.rsplit(".", 1)[-1] for e in expected] != shown:
+        problems.append(
+            f"the page shows the errors {shown}, its raises-exception cells name {expected}"
+        )
+    return problems
+
+
+def check_page(context, server: BookServer, page: str, theme: str,
+               expected: list[str] | None = None, axe=None,
+               screenshot: Path | None = None) -> PageReport:
+    """Load one page in a fresh browser context (so nothing comes from a cache)
+    and return what is wrong with it."""
+    report = PageReport(page, theme)
+    problems = report.problems
+    blocked: list[str] = []
+
+    def route(route):
+        host = urlsplit(route.request.url).hostname or ""
+        if host in LOOPBACK:
+            route.continue_()
+        else:
+            blocked.append(route.request.url)
+            route.abort("blockedbyclient")
+
+    context.route("**/*", route)
+    browser_page = context.new_page()
+    console_errors: list[str] = []
+    failed: list[str] = []
+    browser_page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+    browser_page.on("pageerror", lambda e: console_errors.append(f"uncaught {e}"))
+    browser_page.on("requestfailed", lambda r: failed.append(f"{r.url} ({r.failure})"))
+    browser_page.on("response", lambda r: failed.append(f"{r.url} (HTTP {r.status})")
+                    if r.status >= 400 else None)
+    server.take_errors()
+    try:
+        browser_page.goto(server.base + page, wait_until="load")
+        found = browser_page.evaluate(INSPECT_JS)
+        browser_page.wait_for_load_state("networkidle")
+        # Resources fetched late (MathJax fonts) count too: measure again.
+        found.update(browser_page.evaluate(
+            "() => { const n = performance.getEntriesByType('navigation')[0];"
+            " const r = performance.getEntriesByType('resource');"
+            " return {weight: (n ? n.decodedBodySize : 0) + r.reduce((s, e) => s + (e.decodedBodySize || 0), 0),"
+            " requests: r.length + 1}; }"))
+        if axe is not None:
+            violations = axe.run(browser_page).response["violations"]
+            for violation in violations:
+                if violation.get("impact") in SERIOUS:
+                    targets = [", ".join(map(str, node["target"])) for node in violation["nodes"]]
+                    problems.append(
+                        f"axe {violation['impact']} {violation['id']}: {violation['help']} "
+                        f"({len(targets)}x: {'; '.join(targets[:5])})"
+                    )
+        if screenshot is not None:
+            screenshot.parent.mkdir(parents=True, exist_ok=True)
+            browser_page.screenshot(path=str(screenshot), full_page=False)
+    finally:
+        browser_page.close()
+
+    report.weight, report.requests = found["weight"], found["requests"]
+    report.maths, report.mathjax_version = found["maths"], found["mathjaxVersion"]
+    problems.extend(f"request to another host blocked: {url}" for url in sorted(set(blocked)))
+    problems.extend(f"failed request: {entry}" for entry in failed
+                    if not any(entry.startswith(url) for url in blocked))
+    problems.extend(f"server answered {entry}" for entry in server.take_errors())
+    problems.extend(f"console error: {text}" for text in console_errors
+                    if not (blocked and "ERR_BLOCKED_BY_CLIENT" in text))
+    if found["theme"] != theme:
+        problems.append(f"the page shows the {found['theme']!r} theme (mode {found['mode']!r}), not {theme!r}")
+    if found["maths"] and not found["mathjax"]:
+        problems.append(f"{found['maths']} maths elements but MathJax did not load")
+    problems.extend(f"maths not typeset: {text!r}" for text in found["untypeset"])
+    problems.extend(f"MathJax error: {text!r}" for text in found["mathErrors"])
+    problems.extend(f"raw TeX visible in the text ({hit})" for hit in raw_tex(found["prose"]))
+    for image in found["images"]:
+        if not image["alt"]:
+            problems.append(f"image without alt text: {image['src']}")
+        if image["visible"] and not image["loaded"]:
+            problems.append(f"image did not load: {image['src']}")
+    if expected is not None:
+        problems.extend(error_problems(found["tracebacks"], expected))
+    return report
+
+
+def new_context(browser, theme: str):
+    """A fresh context showing the book in ``theme``, as a reader who chose it
+    with the theme button would see it (pydata-sphinx-theme keeps the choice in
+    localStorage 'mode' and 'theme')."""
+    context = browser.new_context(viewport=VIEWPORT, color_scheme=theme, service_workers="block")
+    context.add_init_script(
+        f"localStorage.setItem('mode', '{theme}'); localStorage.setItem('theme', '{theme}');"
+    )
+    return context
+
+
+def launch(playwright):
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+
+
+def median_weight(reports: list[PageReport]) -> float:
+    return statistics.median(r.weight for r in reports) if reports else 0.0
+
+
+def weights_table(reports: list[PageReport]) -> str:
+    by_page: dict[str, dict[str, PageReport]] = {}
+    for report in reports:
+        by_page.setdefault(report.page, {})[report.theme] = report
+    lines = [f"{'page':<52} {'light KB':>9} {'dark KB':>9} {'requests':>8}"]
+    for page, themes in sorted(by_page.items()):
+        cells = [f"{themes[t].weight / 1024:9.0f}" if t in themes else f"{'-':>9}" for t in THEMES]
+        requests = max(r.requests for r in themes.values())
+        lines.append(f"{page:<52} {' '.join(cells)} {requests:>8}")
+    lines.append(f"median decoded page weight: {median_weight(reports) / 1024:.0f} KB "
+                 f"over {len(reports)} page loads")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("html", type=Path, help="the built book, e.g. _build/html")
+    parser.add_argument("pages", nargs="*", help="pages to load (default: all)")
+    parser.add_argument("--source", type=Path, default=None,
+                        help="the book's source folder (default: two levels above HTML)")
+    parser.add_argument("--screenshots", type=Path, default=None, help="save a PNG of each page here")
+    parser.add_argument("--no-axe", action="store_true", help="skip the axe-core checks")
+    parser.add_argument("--json", type=Path, default=None, help="write the reports here")
+    args = parser.parse_args(argv)
+
+    from playwright.sync_api import sync_playwright
+
+    html = args.html.resolve()
+    source_root = (args.source or html.parent.parent).resolve()
+    axe = None
+    if not args.no_axe:
+        from axe_playwright_python.sync_playwright import Axe
+        axe = Axe()
+    reports = []
+    with BookServer(html) as server, sync_playwright() as playwright:
+        browser = launch(playwright)
+        for theme in THEMES:
+            for page in args.pages or html_pages(html):
+                context = new_context(browser, theme)
+                shot = None
+                if args.screenshots:
+                    shot = args.screenshots / f"{Path(page).stem}-{theme}.png"
+                try:
+                    report = check_page(context, server, page, theme,
+                                        expected_errors(source_of(page, source_root)), axe, shot)
+                finally:
+                    context.close()
+                reports.append(report)
+                status = "ok" if not report.problems else f"{len(report.problems)} problems"
+                print(f"{theme:5} {page:52} {report.weight / 1024:7.0f} KB  {status}")
+                for problem in report.problems:
+                    print(f"      - {problem}")
+        browser.close()
+    print(weights_table(reports))
+    if args.json:
+        args.json.write_text(json.dumps([asdict(r) for r in reports], indent=1))
+    return 1 if any(r.problems for r in reports) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
