@@ -145,7 +145,10 @@ def image_size(mime: str, data) -> str:
     return f"<SVG {match.group(1)}x{match.group(2)}pt>" if match else "<SVG>"
 
 
-def normalise_output(output) -> dict | None:
+def normalise_output(output, measured: bool = False) -> dict | None:
+    """An output as compared; ``measured`` outputs (cells tagged ``timing``)
+    keep their kind and glue name but not the value, which depends on the
+    machine's speed."""
     kind = output.output_type
     if kind == "stream":
         return {"output_type": "stream", "name": output.name, "text": normalise_text(output.text)}
@@ -158,10 +161,12 @@ def normalise_output(output) -> dict | None:
         if base in ("image/png", "image/svg+xml"):
             data[mime] = image_size(base, value)
         elif mime in KEPT_MIME:
-            data[mime] = normalise_text(value if isinstance(value, str) else "".join(value))
+            text = normalise_text(value if isinstance(value, str) else "".join(value))
+            data[mime] = "<MEASURED>" if measured and mime != "text/plain" else text
     if not data:
         return None
-    result = {"output_type": kind, "data": data, "metadata": {}}
+    name = output.get("metadata", {}).get("scrapbook", {}).get("name")
+    result = {"output_type": kind, "data": data, "metadata": {"glue": name} if name else {}}
     if kind == "execute_result":
         result["execution_count"] = None
     return result
@@ -173,8 +178,10 @@ def normalised_notebook(notebook: nbformat.NotebookNode) -> nbformat.NotebookNod
     for cell in notebook.cells:
         if cell.cell_type != "code":
             continue
+        measured = "timing" in cell.metadata.get("tags", [])
         outputs = []
-        for output in filter(None, map(normalise_output, cell.get("outputs", []))):
+        normalised = (normalise_output(o, measured) for o in cell.get("outputs", []))
+        for output in filter(None, normalised):
             previous = outputs[-1] if outputs else None
             if previous and output["output_type"] == previous["output_type"] == "stream" \
                     and output["name"] == previous["name"]:

@@ -134,60 +134,192 @@ def self_check_problems(solution: list[Block], check: Block, modules: set[str]) 
 
 # --- the independence heuristic ------------------------------------------------
 #
-# Each name in the self-check gets the set of solution names its value was
-# computed from ("taint"), by following the cell's assignments (for loops
-# over a literal list of tuples position by position, functions through
-# their bodies and their call arguments). A check is an assert's condition,
-# an ``if ...: raise`` condition, or the positional arguments of a call to
-# ``assert_*``, ``*close`` or ``*equal``; keyword arguments (tolerances,
-# messages) and assert messages are not part of it. The *sources* of a check
-# are, for each name it reads: the solution names the name derives from, or,
-# when it derives from none, the name itself. Modules and builtins are not
-# sources. A check is independent when its sources include a solution name
-# and at least one other source: ``assert answer == answer``,
-# ``expected = answer; assert isclose(answer, expected)`` and
-# ``assert answer == 14.0`` are not; ``isclose(answer, formula(x0))`` and
-# ``allclose(got, fd)`` (fd computed from another answer) are. A heuristic:
-# ``abs(answer - answer) < tol`` passes it.
+# The self-check's statements are followed in order, giving each name two
+# sets: the solution names its value was computed from (its *taint*), and
+# the other names that went into it (its *independent inputs*). Calling a
+# solution function passes on the function's taint and drops the arguments
+# (test inputs are not a reference value), and a statement such as
+# ``loss(normalise(v)).backward()`` taints the names handed to the solution
+# function (``v``, whose ``.grad`` it fills). A check is an assert's
+# condition, an ``if ...: raise`` condition, or the positional arguments of
+# a call to ``assert_*``, ``*close`` or ``*equal``; keyword arguments
+# (tolerances, messages) and assert messages are left out. A check is
+# *independent* when it depends on the solution and also on an independent
+# input or on a second solution name. So ``assert answer == answer``,
+# ``expected = answer * 1; assert isclose(answer, expected)``,
+# ``assert f(x) == f(x)`` and ``assert answer == 14.0`` (a constant typed by
+# hand) are not, while ``isclose(answer, formula(x0))``,
+# ``0.1 < best_h / h_theory < 10`` and ``allclose(v.grad, finite_diff)`` are.
+# It is a heuristic: ``abs(answer - answer) < tol`` fools it.
+
+Flow = tuple  # (taint: frozenset of solution names, independent inputs: frozenset)
+NOTHING: Flow = (frozenset(), frozenset())
 
 
-def independent_checks(tree: ast.Module, answers: set[str], modules: set[str]) -> list[ast.AST]:
-    taint = propagate(tree, answers)
-    ignored = modules | BUILTINS
-
-    def sources(expressions) -> set[str]:
-        found = set()
-        for expression in expressions:
-            for node in walk_without_keywords(expression):
-                if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) \
-                        and node.id not in ignored:
-                    found |= taint.get(node.id) or {f"<{node.id}>"}
-        return found
-
-    independent = []
-    for expressions, node in checks(tree):
-        found = sources(expressions)
-        if found & answers and len(found) >= 2:
-            independent.append(node)
-    return independent
+def join(*flows: Flow) -> Flow:
+    return (frozenset().union(*(f[0] for f in flows)), frozenset().union(*(f[1] for f in flows)))
 
 
-def walk_without_keywords(node: ast.AST):
-    """ast.walk, without the keyword arguments of calls (rel_tol=..., msg=...)."""
-    yield node
-    for child in ast.iter_child_nodes(node):
-        if not isinstance(child, ast.keyword):
-            yield from walk_without_keywords(child)
+class SelfCheck:
+    """Follow a self-check cell and collect the flows of its checks."""
 
+    def __init__(self, answers: set[str], ignored: set[str]):
+        self.answers, self.ignored = answers, ignored
+        self.state: dict[str, Flow] = {}
+        self.functions: dict[str, ast.FunctionDef] = {}
+        self.checks: list[Flow] = []
+        self.depth = 0
 
-def checks(tree: ast.Module):
-    for node in ast.walk(tree):
+    # values
+    def name(self, name: str) -> Flow:
+        if name in self.ignored:
+            return NOTHING
+        if name in self.state:
+            taint, inputs = self.state[name]
+            return (taint, inputs) if taint else (frozenset(), frozenset({name}))
+        if name in self.answers:
+            return (frozenset({name}), frozenset())
+        return (frozenset(), frozenset({name}))
+
+    def value(self, node: ast.AST | None, keywords: bool = True) -> Flow:
+        if node is None:
+            return NOTHING
+        if isinstance(node, ast.Name):
+            return self.name(node.id)
+        if isinstance(node, ast.Call):
+            function = self.value(node.func)
+            arguments = [self.value(a) for a in node.args]
+            if keywords:
+                arguments += [self.value(k.value) for k in node.keywords]
+            if function[0]:  # a solution function: its result is the solution's
+                return join((function[0], frozenset()), *((a[0], frozenset()) for a in arguments))
+            return join(function, *arguments)
+        if isinstance(node, ast.Lambda):
+            parameters = {a.arg for a in node.args.args}
+            taint, inputs = self.value(node.body)
+            return taint, inputs - parameters
+        return join(NOTHING, *(self.value(child, keywords) for child in ast.iter_child_nodes(node)
+                               if not isinstance(child, ast.keyword) or keywords))
+
+    # bindings
+    def bind(self, target: ast.AST, flow: Flow) -> None:
+        if isinstance(target, ast.Name):
+            self.state[target.id] = flow
+        elif isinstance(target, (ast.Tuple, ast.List)):
+            for element in target.elts:
+                self.bind(element, flow)
+        elif isinstance(target, ast.Starred):
+            self.bind(target.value, flow)
+        elif isinstance(target, (ast.Subscript, ast.Attribute)):  # x[i] = ..., x.a = ...: x changes
+            root = target
+            while isinstance(root, (ast.Subscript, ast.Attribute)):
+                root = root.value
+            if isinstance(root, ast.Name):
+                self.state[root.id] = join(self.state.get(root.id, NOTHING), flow)
+
+    def assign(self, target: ast.AST, value: ast.AST) -> None:
+        if isinstance(target, (ast.Tuple, ast.List)) and isinstance(value, (ast.Tuple, ast.List)) \
+                and len(target.elts) == len(value.elts):
+            flows = [self.value(v) for v in value.elts]  # all right-hand sides first
+            for element, flow in zip(target.elts, flows):
+                self.bind(element, flow)
+        else:
+            self.bind(target, self.value(value))
+
+    def iterate(self, target: ast.AST, iterable: ast.AST) -> None:
+        rows = iterable.elts if isinstance(iterable, (ast.List, ast.Tuple, ast.Set)) else None
+        if rows and isinstance(target, (ast.Tuple, ast.List)) and all(
+                isinstance(r, (ast.Tuple, ast.List)) and len(r.elts) == len(target.elts) for r in rows):
+            for position, element in enumerate(target.elts):  # for name, mine, ref in [(...), ...]
+                self.bind(element, join(NOTHING, *(self.value(r.elts[position]) for r in rows)))
+        else:
+            self.bind(target, self.value(iterable))
+
+    def mutate(self, statement: ast.AST) -> None:
+        """Names handed to a solution function in a statement may be changed by it."""
+        for node in ast.walk(statement):
+            if not isinstance(node, ast.Call):
+                continue
+            taint = self.value(node.func)[0]
+            if not taint:
+                continue
+            for argument in node.args:
+                root = argument
+                while isinstance(root, (ast.Subscript, ast.Attribute)):
+                    root = root.value
+                if isinstance(root, ast.Name) and root.id not in self.ignored:
+                    self.state[root.id] = join(self.state.get(root.id, NOTHING), (taint, frozenset()))
+
+    def call_local_functions(self, statement: ast.AST) -> None:
+        """Follow a call to a function defined in the cell with its arguments bound."""
+        if self.depth > 3:
+            return
+        for node in ast.walk(statement):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
+                    and node.func.id in self.functions:
+                function = self.functions[node.func.id]
+                saved = dict(self.state)
+                for parameter, argument in zip(function.args.args, node.args):
+                    self.state[parameter.arg] = self.value(argument)
+                self.depth += 1
+                self.statements(function.body)
+                self.depth -= 1
+                self.state = saved
+
+    # statements
+    def statements(self, body: list[ast.stmt]) -> None:
+        for statement in body:
+            self.statement(statement)
+
+    def statement(self, node: ast.stmt) -> None:
         if isinstance(node, ast.Assert):
-            yield [node.test], node
-        elif isinstance(node, ast.If) and any(isinstance(s, ast.Raise) for s in node.body):
-            yield [node.test], node
-        elif isinstance(node, ast.Call) and CHECK_CALL.search(call_name(node.func)):
-            yield list(node.args), node
+            self.checks.append(self.value(node.test, keywords=False))
+        elif isinstance(node, ast.If):
+            if any(isinstance(s, ast.Raise) for s in node.body):
+                self.checks.append(self.value(node.test, keywords=False))
+            self.statements(node.body)
+            self.statements(node.orelse)
+        elif isinstance(node, ast.Assign):
+            for target in node.targets:
+                self.assign(target, node.value)
+        elif isinstance(node, (ast.AugAssign, ast.AnnAssign)) and node.value is not None:
+            self.bind(node.target, join(self.value(node.target), self.value(node.value)))
+        elif isinstance(node, (ast.For, ast.AsyncFor)):
+            for _ in range(2):  # twice: values may flow from one iteration to the next
+                self.iterate(node.target, node.iter)
+                self.statements(node.body)
+            self.statements(node.orelse)
+        elif isinstance(node, ast.While):
+            for _ in range(2):
+                self.statements(node.body)
+        elif isinstance(node, (ast.With, ast.AsyncWith)):
+            for item in node.items:
+                if item.optional_vars is not None:
+                    self.bind(item.optional_vars, self.value(item.context_expr))
+            self.statements(node.body)
+        elif isinstance(node, ast.Try):
+            for part in (node.body, *(h.body for h in node.handlers), node.orelse, node.finalbody):
+                self.statements(part)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            self.functions[node.name] = node
+            parameters = {a.arg for a in node.args.args + node.args.kwonlyargs}
+            taint = join(NOTHING, *(self.value(s) for s in node.body))[0]
+            if taint - parameters:
+                self.state[node.name] = (frozenset(taint - parameters), frozenset())
+            self.statements(node.body)  # its checks, with the parameters unknown
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+            if CHECK_CALL.search(call_name(node.value.func)):
+                self.checks.append(join(NOTHING, *(self.value(a) for a in node.value.args)))
+            self.mutate(node)
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            self.call_local_functions(node)
+
+
+def independent_checks(tree: ast.Module, answers: set[str], modules: set[str]) -> list[Flow]:
+    cell = SelfCheck(answers, (modules | BUILTINS) - answers)
+    cell.statements(tree.body)
+    return [(taint, inputs) for taint, inputs in cell.checks
+            if taint and (len(taint) >= 2 or inputs)]
 
 
 def call_name(func: ast.expr) -> str:
@@ -196,12 +328,6 @@ def call_name(func: ast.expr) -> str:
     if isinstance(func, ast.Attribute):
         return func.attr
     return ""
-
-
-def loads(expression: ast.AST | None) -> set[str]:
-    if expression is None:
-        return set()
-    return {n.id for n in ast.walk(expression) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
 
 
 def bound_names(tree: ast.Module) -> set[str]:
@@ -214,74 +340,6 @@ def bound_names(tree: ast.Module) -> set[str]:
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             names |= {(a.asname or a.name).split(".")[0] for a in node.names}
     return names
-
-
-def flows(tree: ast.Module):
-    """(target name, names its value is computed from) for every binding in the cell."""
-    functions = {n.name: n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
-
-    def pair(target, value):
-        if isinstance(target, (ast.Tuple, ast.List)) and isinstance(value, (ast.Tuple, ast.List)) \
-                and len(target.elts) == len(value.elts):
-            for t, v in zip(target.elts, value.elts):
-                yield from pair(t, v)
-        else:
-            for name in bound_in(target):
-                yield name, loads(value)
-
-    def iterate(target, iterable):
-        rows = iterable.elts if isinstance(iterable, (ast.List, ast.Tuple, ast.Set)) else None
-        if rows and isinstance(target, (ast.Tuple, ast.List)) and all(
-                isinstance(r, (ast.Tuple, ast.List)) and len(r.elts) == len(target.elts) for r in rows):
-            for position, element in enumerate(target.elts):
-                for name in bound_in(element):
-                    yield name, set().union(*(loads(r.elts[position]) for r in rows))
-        else:
-            for name in bound_in(target):
-                yield name, loads(iterable)
-
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Assign):
-            for target in node.targets:
-                yield from pair(target, node.value)
-        elif isinstance(node, (ast.AugAssign, ast.AnnAssign)) and node.value is not None:
-            for name in bound_in(node.target):
-                yield name, loads(node.value) | {name}
-        elif isinstance(node, ast.NamedExpr):
-            yield node.target.id, loads(node.value)
-        elif isinstance(node, (ast.For, ast.comprehension)):
-            yield from iterate(node.target, node.iter)
-        elif isinstance(node, ast.withitem) and node.optional_vars is not None:
-            for name in bound_in(node.optional_vars):
-                yield name, loads(node.context_expr)
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            parameters = {a.arg for a in node.args.args + node.args.kwonlyargs}
-            body = set().union(*(loads(s) for s in node.body)) - parameters
-            yield node.name, body
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
-                and node.func.id in functions:
-            parameters = functions[node.func.id].args.args
-            for parameter, argument in zip(parameters, node.args):
-                yield parameter.arg, loads(argument)
-
-
-def bound_in(target: ast.AST) -> list[str]:
-    return [n.id for n in ast.walk(target) if isinstance(n, ast.Name)]
-
-
-def propagate(tree: ast.Module, answers: set[str]) -> dict[str, set[str]]:
-    """The solution names each name's value derives from (a fixed point over the cell)."""
-    taint = {name: {name} for name in answers}
-    edges = list(flows(tree))
-    changed = True
-    while changed:
-        changed = False
-        for target, sources in edges:
-            new = set().union(*(taint.get(s, set()) for s in sources)) if sources else set()
-            if not new <= taint.setdefault(target, set()):
-                taint[target] |= new
-                changed = True
-    return taint
 
 
 @pytest.mark.parametrize("path", pages_with_exercises(), ids=lambda p: p.name)
@@ -311,6 +369,10 @@ Compute the answer.
 
 ```{{code-cell}} ipython3
 answer = 3 * 2.0**2 + 2.0
+
+
+def solve(t):
+    return t * answer
 ```
 
 ```{{solution-end}}
@@ -332,6 +394,10 @@ answer = 3 * 2.0**2 + 2.0
     ("expected = answer * 1\nassert math.isclose(answer, expected, rel_tol=tolerance)",
      "compares the answer with itself"),
     ("assert answer == 14.0, f'expected {reference}'", "compares the answer with itself"),
+    ("ratio = answer / theory\nassert 0.1 < ratio < 10", None),
+    ("v = start.clone()\nsolve(v).backward()\nassert torch.allclose(v.grad, finite_differences)", None),
+    ("expected = solve(x)\nassert math.isclose(solve(x), expected)", "compares the answer with itself"),
+    ("def close_to(value):\n    assert math.isclose(value, reference)\nclose_to(answer)", None),
 ])
 def test_the_self_check_heuristic(check, message):
     page = parse("```{code-cell} ipython3\nimport math\nimport torch\n```\n\n"
