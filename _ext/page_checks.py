@@ -47,40 +47,67 @@ def summary(traceback: str) -> str:
     return (lines[-1] if lines else traceback.strip().splitlines()[-1]).strip()[:120]
 
 
+CODE_CELL = re.compile(r"^\s*(`{3,}|~{3,}|:{3,})\s*\{code-cell\}")
+
+
+def code_cell_lines(path) -> list[int]:
+    """The 1-based line of each code cell's opening fence in a MyST page."""
+    try:
+        with open(path, encoding="utf-8") as source:
+            return [number for number, line in enumerate(source, 1) if CODE_CELL.match(line)]
+    except OSError:
+        return []
+
+
+def locate(app, cell: nodes.Element, fences: list[int]):
+    """(location, name) of a code cell: the line of its opening fence, and its
+    number among the page's code cells, counted from 0 as the page tests count.
+
+    MyST-NB places a code cell a line or two below its fence; the cell is the
+    last one whose fence is at or above that line.
+    """
+    line = cell.line or 0
+    above = [fence for fence in fences if fence <= line]
+    if not above:
+        return cell, f"code cell (notebook cell {cell.get('cell_index', '?')})"
+    return (app.env.docname, above[-1]), f"code cell {len(above) - 1}"
+
+
 def check_cells(app, doctree: nodes.document) -> None:
     from myst_nb.sphinx_ import NbMetadataCollector
 
     execution = NbMetadataCollector.get_exec_data(app.env, app.env.docname) or {}
     succeeded = execution.get("succeeded", True)
+    fences = None
     for cell in doctree.findall(nodes.container):
         if cell.get("nb_element") != "cell_code":
             continue
+        if fences is None:
+            fences = code_cell_lines(app.env.doc2path(app.env.docname))
         metadata = cell.get("cell_metadata") or {}
         tags = metadata.get("tags") or []
         errors = shown_errors(cell)
-        where = f"code cell {cell.get('cell_index', '?')}"
+        location, where = locate(app, cell, fences)
+
+        def warn(message: str, subtype: str) -> None:
+            logger.warning(message, location=location, type="page_checks", subtype=subtype)
+
         if TAG not in tags:
             for traceback in errors:
-                logger.warning(f"{where} raised {summary(traceback)} but is not tagged {TAG}",
-                               location=cell, type="page_checks", subtype="untagged")
+                warn(f"{where} raised {summary(traceback)} but is not tagged {TAG}", "untagged")
             continue
         expected = metadata.get("expect_error")
         if not expected:
-            logger.warning(f"{where} is tagged {TAG} but names no `:expect_error:` exception type",
-                           location=cell, type="page_checks", subtype="unnamed")
+            warn(f"{where} is tagged {TAG} but names no `:expect_error:` exception type", "unnamed")
         elif {"remove-output", "remove_output"} & set(tags):
-            logger.warning(f"{where} is tagged {TAG} and remove-output: show the error, "
-                           "or the build cannot check it", location=cell,
-                           type="page_checks", subtype="hidden")
+            warn(f"{where} is tagged {TAG} and remove-output: show the error, "
+                 "or the build cannot check it", "hidden")
         elif not succeeded:
             continue  # the page stopped early; MyST-NB reports the failure
         elif not errors:
-            logger.warning(f"{where} is tagged {TAG} and expects {expected}, "
-                           "but it raised nothing", location=cell,
-                           type="page_checks", subtype="missing")
+            warn(f"{where} is tagged {TAG} and expects {expected}, but it raised nothing", "missing")
         elif not raised(errors[0], expected):
-            logger.warning(f"{where} expects {expected} but raised {summary(errors[0])}",
-                           location=cell, type="page_checks", subtype="other")
+            warn(f"{where} expects {expected} but raised {summary(errors[0])}", "other")
 
 
 def check_front_matter(app, docname: str, source: list[str]) -> None:

@@ -28,7 +28,10 @@ def front_matter(text: str) -> dict:
     if not text.startswith("---\n"):
         return {}
     end = text.find("\n---", 4)
-    return (yaml.safe_load(text[4:end]) or {}) if end != -1 else {}
+    try:
+        return (yaml.safe_load(text[4:end]) or {}) if end != -1 else {}
+    except yaml.YAMLError:  # _ext/page_checks.py reports it, with its line
+        return {}
 
 
 def code_fingerprint(page: Path) -> str:

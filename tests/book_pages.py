@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import jupytext
@@ -17,9 +18,30 @@ import yaml
 from pytest_notebook.execution import execute_notebook
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.append(str(ROOT))  # tools/: the build's page execution, shared with the tests
+from tools.page_execution import executed_page  # noqa: E402
+
 BOOK = ROOT / "book"
 BUILD = ROOT / "_build"
 EXEC_TIMEOUT = 600  # seconds per cell
+
+
+def _kernel_env() -> dict:
+    """The kernel environment the book build uses (_ext/kernel_environment.py)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("kernel_environment", ROOT / "_ext" / "kernel_environment.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return dict(module.KERNEL_ENV)
+
+
+KERNEL_ENV = _kernel_env()
+
+
+class FrontMatterError(ValueError):
+    """A page's front matter is not valid YAML (the message names file and line)."""
 
 
 def read_front_matter(path: Path) -> dict:
@@ -29,14 +51,33 @@ def read_front_matter(path: Path) -> dict:
     end = text.find("\n---", 4)
     if end == -1:
         return {}
-    return yaml.safe_load(text[4:end]) or {}
+    try:
+        return yaml.safe_load(text[4:end]) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = mark.line + 2 if mark else 1  # the YAML starts on line 2 of the page
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise FrontMatterError(
+            f"{shown_path(path)}:{line}: the front matter is not valid YAML: {problem}") from error
 
 
-def notebook_pages() -> list[Path]:
-    """Every executable page of the book, in a stable order."""
+def is_notebook_page(path: Path) -> bool:
+    try:
+        return "kernelspec" in read_front_matter(path)
+    except FrontMatterError:
+        return True  # collected, so that its test fails with the YAML error
+
+
+def notebook_pages(book: Path = BOOK) -> list[Path]:
+    """Every executable page of the book, in a stable order.
+
+    A page whose front matter does not parse is included: its test then
+    fails naming the file and the line, instead of the page dropping out of
+    the tests (or test collection crashing).
+    """
     return sorted(
-        p for p in BOOK.rglob("*.md")
-        if "_build" not in p.parts and "kernelspec" in read_front_matter(p)
+        p for p in book.rglob("*.md")
+        if "_build" not in p.parts and is_notebook_page(p)
     )
 
 
@@ -45,30 +86,46 @@ def page_id(path: Path) -> str:
 
 
 def load_page(path: Path) -> nbformat.NotebookNode:
+    read_front_matter(path)  # a FrontMatterError names the file and line; jupytext would not
     return jupytext.read(path)
 
 
-def execute_page(path: Path):
-    """Run a page top to bottom in a fresh kernel, in the page's own folder.
+def execute_page(path: Path, env: dict | None = None):
+    """Run a page top to bottom in a fresh kernel, in the page's own folder,
+    with the build's kernel environment (``KERNEL_ENV``, updated by ``env``).
 
-    Returns pytest-notebook's ``ExecuteResult`` (``exec_error``, ``notebook``).
+    Without ``env``, this is the build's own execution, shared with it
+    (tools/page_execution.py): taken from the execution cache when the build
+    or another test has executed the same code, else executed now and cached
+    for the build. With ``env`` (not the build's environment), always
+    executed now by pytest-notebook, and not cached.
+
+    Returns an object with ``exec_error`` and ``notebook`` (the page's cells as
+    jupytext reads them, with their outputs), like pytest-notebook's ``ExecuteResult``.
     """
+    if env is None:
+        load_page(path)  # a FrontMatterError names the file and line
+        return executed_page(path, KERNEL_ENV)
     return execute_notebook(
-        load_page(path), cwd=str(path.parent), timeout=EXEC_TIMEOUT
+        load_page(path), cwd=str(path.parent), timeout=EXEC_TIMEOUT,
+        exec_env={**KERNEL_ENV, **(env or {})},
     )
 
 
-def expected_error_problems(notebook: nbformat.NotebookNode, name: str) -> list[str]:
+def expected_error_problems(notebook: nbformat.NotebookNode, name: str,
+                            page: Path | None = None) -> list[str]:
     """Check every ``raises-exception`` cell raised the error its page names.
 
     nbclient lets a tagged cell pass whether or not it raises, so a cell
     whose error vanished, or changed type, would go unnoticed without this.
+    With ``page``, each problem names the cell's line in the page.
     """
     problems = []
     for index, cell in enumerate(notebook.cells):
         if cell.cell_type != "code" or "raises-exception" not in cell.metadata.get("tags", []):
             continue
-        where = f"{name}, cell {index} ({first_line(cell.source)!r})"
+        where = f"{name}, " + (cell_location(page, notebook, index) if page
+                               else f"cell {index} ({first_line(cell.source)!r})")
         expected = cell.metadata.get("expect_error")
         if not expected:
             problems.append(f"{where}: tagged raises-exception but names no `:expect_error:` type")
@@ -81,6 +138,26 @@ def expected_error_problems(notebook: nbformat.NotebookNode, name: str) -> list[
                 f"{where}: expected {expected} but it raised {errors[0].ename}: {errors[0].evalue}"
             )
     return problems
+
+
+def cell_location(page: Path, notebook: nbformat.NotebookNode, index: int) -> str:
+    """Where notebook cell ``index`` of ``page`` is: ``cell N (line L of PATH): 'first line'``,
+    N counting code cells only, as the stored outputs do."""
+    code = [i for i, cell in enumerate(notebook.cells) if cell.cell_type == "code"]
+    number = code.index(index)
+    lines = page_cell_lines(page)
+    line = f"line {lines[number]} of " if number < len(lines) else ""
+    return f"cell {number} ({line}{shown_path(page)}): {first_line(notebook.cells[index].source)!r}"
+
+
+def failed_cell(page: Path, notebook: nbformat.NotebookNode) -> str:
+    """Where the cell that stopped an execution is (the first error outside a
+    ``raises-exception`` cell), or 'a cell' when no output shows it."""
+    for index, cell in enumerate(notebook.cells):
+        if cell.cell_type == "code" and "raises-exception" not in cell.metadata.get("tags", []) \
+                and any(o.output_type == "error" for o in cell.get("outputs", [])):
+            return cell_location(page, notebook, index)
+    return "a cell"
 
 
 def first_line(source: str) -> str:
@@ -205,15 +282,22 @@ def write_reference(page: Path, obtained: nbformat.NotebookNode) -> None:
 
 def compare_with_reference(page: Path, obtained: nbformat.NotebookNode) -> str:
     """Return a readable diff between stored and obtained outputs ('' if equal)."""
-    from pytest_notebook.diffing import diff_notebooks, diff_to_string, filter_diff
-
     path = reference_path(page)
     if not path.exists():
         return f"{page.name}: no stored outputs at {path.relative_to(ROOT)}"
     expected = nbformat.read(path, as_version=4)
+    return notebook_difference(page, expected, obtained, "the stored ones")
+
+
+def notebook_difference(page: Path, expected: nbformat.NotebookNode,
+                        obtained: nbformat.NotebookNode, other: str) -> str:
+    """A readable diff of two normalised runs of ``page`` ('' if equal), naming
+    the cells that differ and their lines; ``other`` names ``expected``."""
+    from pytest_notebook.diffing import diff_notebooks, diff_to_string, filter_diff
+
     if len(expected.cells) != len(obtained.cells):
         return (f"{page.name}: the page has {len(obtained.cells)} code cells, "
-                f"the stored outputs {len(expected.cells)}")
+                f"{other} {len(expected.cells)}")
     ignored = ["/metadata", "/cells/*/id", "/cells/*/source", "/cells/*/metadata",
                "/cells/*/execution_count"]
     diff = filter_diff(diff_notebooks(expected, obtained), ignored)
@@ -224,11 +308,16 @@ def compare_with_reference(page: Path, obtained: nbformat.NotebookNode) -> str:
     )
     lines = page_cell_lines(page)
     where = "\n".join(
-        f"  cell {i} (line {lines[i]} of {page.relative_to(ROOT)}): {first_line(obtained.cells[i].source)!r}"
+        f"  cell {i} (line {lines[i]} of {shown_path(page)}): {first_line(obtained.cells[i].source)!r}"
         for i in changed if isinstance(i, int)
     )
     text = diff_to_string(expected, diff, use_git=False, use_color=False)
-    return f"{page.name}: outputs differ from the stored ones in\n{where}\n{text}"
+    return f"{page.name}: outputs differ from {other} in\n{where}\n{text}"
+
+
+def shown_path(path: Path) -> Path:
+    """A path as messages show it: relative to the repository when inside it."""
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
 
 
 def page_cell_lines(page: Path) -> list[int]:
@@ -240,9 +329,12 @@ def page_cell_lines(page: Path) -> list[int]:
 
 
 def build_book(source: Path = ROOT, *extra: str) -> tuple[int, str]:
-    """Run ``jupyter-book build SOURCE -W -n --keep-going``; return (exit code, log)."""
+    """Build SOURCE as README command (1) does (``tools/build.py``: ``jupyter-book
+    build`` with the pages executed in parallel first), with ``-W -n --keep-going``;
+    return (exit code, log)."""
     process = subprocess.run(
-        ["jupyter-book", "build", str(source), "-W", "-n", "--keep-going", *extra],
+        [sys.executable, str(ROOT / "tools" / "build.py"), str(source), "-W", "-n", "--keep-going",
+         *extra],
         cwd=source, capture_output=True, text=True,
     )
     return process.returncode, strip_ansi(process.stdout + process.stderr)

@@ -142,8 +142,6 @@ async () => {
     "pre, code, script, style, noscript, textarea, template, mjx-container, mjx-assistive-mml, .MathJax"
   ).forEach((el) => el.remove());
   const maths = [...document.querySelectorAll(".math")];
-  const resources = performance.getEntriesByType("resource");
-  const navigation = performance.getEntriesByType("navigation")[0];
   return {
     theme: document.documentElement.dataset.theme || "",
     mode: document.documentElement.dataset.mode || "",
@@ -163,6 +161,27 @@ async () => {
     })),
     tracebacks: [...document.querySelectorAll("div.output.traceback")]
                     .map((el) => el.innerText.trim()),
+    // Without an icon of its own a page makes the browser ask for /favicon.ico.
+    // (The check's own request is marked, and not counted in the page weight.)
+    icons: await Promise.all([...document.querySelectorAll("link[rel~=icon]")].map(
+      (link) => fetch(Object.assign(new URL(link.href), {search: "browser-test"}), {cache: "no-store"}).then(
+        (r) => [link.getAttribute("href"), r.status], () => [link.getAttribute("href"), 0]))),
+    scripts: [...document.querySelectorAll("script[src]")].reduce((counts, el) => {
+      const url = el.src.split("?")[0];
+      counts[url] = (counts[url] || 0) + 1;
+      return counts;
+    }, {}),
+  };
+}
+"""
+
+# Decoded size of the page and of everything it loaded (Resource Timing).
+WEIGHT_JS = """
+() => {
+  const navigation = performance.getEntriesByType("navigation")[0];
+  const resources = performance.getEntriesByType("resource")
+                               .filter((r) => !r.name.includes("?browser-test"));
+  return {
     weight: (navigation ? navigation.decodedBodySize : 0)
             + resources.reduce((sum, r) => sum + (r.decodedBodySize || 0), 0),
     requests: resources.length + 1,
@@ -177,8 +196,9 @@ RAW_TEX = [
     (re.compile(r"\\[A-Za-z]{2,}"), "a TeX command"),
     (re.compile(r"(?<![\w$])\$[^$\s][^$\n]{0,200}?\$(?![\w$])"), "$...$"),
 ]
-# An error shown on purpose: one line, "ExceptionType: message".
-SHORT_ERROR = re.compile(r"^(?P<type>[A-Za-z_][\w.]*): \S.*$")
+# An error shown on purpose: one line, "ExceptionType: message" (or only
+# "ExceptionType" when the exception has no message).
+SHORT_ERROR = re.compile(r"^(?P<type>[A-Za-z_][\w.]*)(: \S.*)?$")
 LONG_ERROR_SIGNS = ("Traceback (most recent call last)", 'File "', "Cell In[", "site-packages", "----> ")
 
 
@@ -191,6 +211,14 @@ class PageReport:
     maths: int = 0
     mathjax_version: str = ""
     problems: list[str] = field(default_factory=list)
+
+
+def first_few(what: str, items: list[str], shown: int = 5) -> list[str]:
+    """One problem per item, but at most ``shown`` of them and a count."""
+    lines = [f"{what}: {item}" for item in items[:shown]]
+    if len(items) > shown:
+        lines.append(f"{what}: ... {len(items) - shown} more")
+    return lines
 
 
 def raw_tex(prose: str) -> list[str]:
@@ -223,7 +251,7 @@ def error_problems(tracebacks: list[str], expected: list[str]) -> list[str]:
 
 def check_page(context, server: BookServer, page: str, theme: str,
                expected: list[str] | None = None, axe=None,
-               screenshot: Path | None = None) -> PageReport:
+               screenshot: Path | None = None, scroll_to: str | None = None) -> PageReport:
     """Load one page in a fresh browser context (so nothing comes from a cache)
     and return what is wrong with it."""
     report = PageReport(page, theme)
@@ -253,11 +281,11 @@ def check_page(context, server: BookServer, page: str, theme: str,
         found = browser_page.evaluate(INSPECT_JS)
         browser_page.wait_for_load_state("networkidle")
         # Resources fetched late (MathJax fonts) count too: measure again.
-        found.update(browser_page.evaluate(
-            "() => { const n = performance.getEntriesByType('navigation')[0];"
-            " const r = performance.getEntriesByType('resource');"
-            " return {weight: (n ? n.decodedBodySize : 0) + r.reduce((s, e) => s + (e.decodedBodySize || 0), 0),"
-            " requests: r.length + 1}; }"))
+        found.update(browser_page.evaluate(WEIGHT_JS))
+        # What the page did is recorded; what axe-core does next is the test's
+        # own doing (it fetches stylesheets again, resolving @import against
+        # the page instead of the stylesheet, which gives spurious 404s).
+        page_events = (list(blocked), list(failed), list(console_errors), server.take_errors())
         if axe is not None:
             violations = axe.run(browser_page).response["violations"]
             for violation in violations:
@@ -268,6 +296,10 @@ def check_page(context, server: BookServer, page: str, theme: str,
                         f"({len(targets)}x: {'; '.join(targets[:5])})"
                     )
         if screenshot is not None:
+            if scroll_to:
+                target = browser_page.locator(scroll_to).first
+                if target.count():
+                    target.scroll_into_view_if_needed()
             screenshot.parent.mkdir(parents=True, exist_ok=True)
             browser_page.screenshot(path=str(screenshot), full_page=False)
     finally:
@@ -275,19 +307,26 @@ def check_page(context, server: BookServer, page: str, theme: str,
 
     report.weight, report.requests = found["weight"], found["requests"]
     report.maths, report.mathjax_version = found["maths"], found["mathjaxVersion"]
+    blocked, failed, console_errors, server_errors = page_events
     problems.extend(f"request to another host blocked: {url}" for url in sorted(set(blocked)))
     problems.extend(f"failed request: {entry}" for entry in failed
                     if not any(entry.startswith(url) for url in blocked))
-    problems.extend(f"server answered {entry}" for entry in server.take_errors())
+    problems.extend(f"server answered {entry}" for entry in server_errors)
     problems.extend(f"console error: {text}" for text in console_errors
                     if not (blocked and "ERR_BLOCKED_BY_CLIENT" in text))
-    if found["theme"] != theme:
-        problems.append(f"the page shows the {found['theme']!r} theme (mode {found['mode']!r}), not {theme!r}")
+    if not found["icons"]:
+        problems.append("no <link rel=icon>: the browser asks for /favicon.ico")
+    problems.extend(f"icon {href} answered {status}" for href, status in found["icons"] if status != 200)
+    problems.extend(f"script loaded {count} times: {url}"
+                    for url, count in found["scripts"].items() if count > 1)
+    if (found["theme"], found["mode"]) != (theme, "auto"):
+        problems.append(f"the page shows the {found['theme']!r} theme in mode {found['mode']!r}; "
+                        f"a first visit with a {theme} system preference should show {theme!r} in mode 'auto'")
     if found["maths"] and not found["mathjax"]:
         problems.append(f"{found['maths']} maths elements but MathJax did not load")
-    problems.extend(f"maths not typeset: {text!r}" for text in found["untypeset"])
-    problems.extend(f"MathJax error: {text!r}" for text in found["mathErrors"])
-    problems.extend(f"raw TeX visible in the text ({hit})" for hit in raw_tex(found["prose"]))
+    problems.extend(first_few("maths not typeset", [repr(t) for t in found["untypeset"]]))
+    problems.extend(first_few("MathJax error", [repr(t) for t in found["mathErrors"]]))
+    problems.extend(first_few("raw TeX visible in the text", raw_tex(found["prose"])))
     for image in found["images"]:
         if not image["alt"]:
             problems.append(f"image without alt text: {image['src']}")
@@ -299,14 +338,10 @@ def check_page(context, server: BookServer, page: str, theme: str,
 
 
 def new_context(browser, theme: str):
-    """A fresh context showing the book in ``theme``, as a reader who chose it
-    with the theme button would see it (pydata-sphinx-theme keeps the choice in
-    localStorage 'mode' and 'theme')."""
-    context = browser.new_context(viewport=VIEWPORT, color_scheme=theme, service_workers="block")
-    context.add_init_script(
-        f"localStorage.setItem('mode', '{theme}'); localStorage.setItem('theme', '{theme}');"
-    )
-    return context
+    """A fresh browser profile whose system preference is ``theme``: a reader's
+    first visit, with nothing in the cache or in localStorage, where the book
+    must follow the system's light or dark preference."""
+    return browser.new_context(viewport=VIEWPORT, color_scheme=theme, service_workers="block")
 
 
 def launch(playwright):
@@ -331,6 +366,31 @@ def weights_table(reports: list[PageReport]) -> str:
     return "\n".join(lines)
 
 
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """After a run of tests/test_browser.py: every page's decoded weight, in the
+    terminal and in _build/page-weights.json (imported by tests/conftest.py)."""
+    reports = []
+    for outcome in terminalreporter.stats.values():
+        for test_report in outcome:
+            if getattr(test_report, "when", None) != "call":
+                continue
+            for name, value in getattr(test_report, "user_properties", []):
+                if name == "page_weight":
+                    reports.append(PageReport(value["page"], value["theme"], value["weight"],
+                                              value["requests"]))
+    if not reports:
+        return
+    build = Path(__file__).resolve().parent.parent / "_build"
+    build.mkdir(exist_ok=True)
+    (build / "page-weights.json").write_text(json.dumps(
+        {"median_bytes": median_weight(reports),
+         "pages": [{"page": r.page, "theme": r.theme, "bytes": r.weight, "requests": r.requests}
+                   for r in sorted(reports, key=lambda r: (r.page, r.theme))]}, indent=1))
+    terminalreporter.section("decoded page weights (tests/test_browser.py)")
+    terminalreporter.write_line(weights_table(reports))
+    terminalreporter.write_line(f"written to {build / 'page-weights.json'}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("html", type=Path, help="the built book, e.g. _build/html")
@@ -338,9 +398,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--source", type=Path, default=None,
                         help="the book's source folder (default: two levels above HTML)")
     parser.add_argument("--screenshots", type=Path, default=None, help="save a PNG of each page here")
+    parser.add_argument("--scroll-to", default=None,
+                        help="CSS selector to scroll into view before the screenshot, e.g. figure")
     parser.add_argument("--no-axe", action="store_true", help="skip the axe-core checks")
     parser.add_argument("--json", type=Path, default=None, help="write the reports here")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
 
     from playwright.sync_api import sync_playwright
 
@@ -361,7 +423,8 @@ def main(argv: list[str] | None = None) -> int:
                     shot = args.screenshots / f"{Path(page).stem}-{theme}.png"
                 try:
                     report = check_page(context, server, page, theme,
-                                        expected_errors(source_of(page, source_root)), axe, shot)
+                                        expected_errors(source_of(page, source_root)), axe, shot,
+                                        args.scroll_to)
                 finally:
                     context.close()
                 reports.append(report)

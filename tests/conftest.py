@@ -8,6 +8,8 @@ from filelock import FileLock
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from book_pages import build_book  # noqa: E402
+# Prints the page weights measured by test_browser.py at the end of a run.
+from browser_pages import pytest_terminal_summary  # noqa: E402,F401
 
 
 def pytest_addoption(parser):

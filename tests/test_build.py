@@ -1,16 +1,17 @@
 """The book builds to HTML with zero warnings (README command 1, with -W -n)."""
 
 import re
+from pathlib import Path
 
 import yaml
 
-from book_pages import BOOK, BUILD, ROOT, notebook_pages, strip_ansi
+from book_pages import BUILD, ROOT, notebook_pages, strip_ansi
 
 REPORTS = BUILD / "html" / "reports"
 
 
-def toc_files() -> set[str]:
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+def toc_files(root: Path = ROOT) -> set[str]:
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
     files = {toc["root"]}
 
     def walk(entries):
@@ -23,11 +24,18 @@ def toc_files() -> set[str]:
     return files
 
 
+def toc_problems(root: Path = ROOT) -> list[str]:
+    """Pages that _toc.yml leaves out, and _toc.yml entries without a page, by name."""
+    pages = {str(p.relative_to(root).with_suffix("")) for p in (root / "book").rglob("*.md")}
+    listed = toc_files(root)
+    return ([f"{page}.md is not listed in _toc.yml" for page in sorted(pages - listed)]
+            + [f"_toc.yml lists {entry}, but {entry}.md does not exist"
+               for entry in sorted(listed - pages)])
+
+
 def test_every_page_is_in_the_table_of_contents():
-    pages = {str(p.relative_to(ROOT).with_suffix("")) for p in BOOK.rglob("*.md")}
-    listed = toc_files()
-    assert pages - listed == set(), "pages missing from _toc.yml"
-    assert listed - pages == set(), "_toc.yml lists files that do not exist"
+    problems = toc_problems()
+    assert not problems, "\n".join(problems)
     assert len(notebook_pages()) > 0
 
 

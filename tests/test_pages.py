@@ -9,8 +9,8 @@ import pytest
 from nbclient.exceptions import CellExecutionError
 
 from book_pages import (
-    compare_with_reference, execute_page, expected_error_problems,
-    normalised_notebook, notebook_pages, page_id, strip_ansi, write_reference,
+    FrontMatterError, compare_with_reference, execute_page, expected_error_problems,
+    failed_cell, normalised_notebook, notebook_pages, page_id, strip_ansi, write_reference,
 )
 
 PAGES = notebook_pages()
@@ -24,14 +24,18 @@ def test_the_book_has_pages():
 
 @pytest.mark.parametrize("page", PAGES, ids=page_id)
 def test_page(page, update_references):
-    result = execute_page(page)
+    try:
+        result = execute_page(page)
+    except FrontMatterError as error:
+        pytest.fail(str(error), pytrace=False)
     if result.exec_error is not None:
         error = result.exec_error
         if isinstance(error, CellExecutionError):
             message = strip_ansi(str(error))
-            pytest.fail(f"{page.name}: a cell failed unexpectedly\n{message}", pytrace=False)
+            where = failed_cell(page, result.notebook)
+            pytest.fail(f"{page.name}: {where} failed unexpectedly\n{message}", pytrace=False)
         raise error
-    problems = expected_error_problems(result.notebook, page.name)
+    problems = expected_error_problems(result.notebook, page.name, page)
     assert not problems, "\n".join(problems)
 
     obtained = normalised_notebook(result.notebook)

@@ -74,11 +74,10 @@ def hand_typed_numbers(page: Page, allowed: dict = ALLOWED) -> list[str]:
 @pytest.mark.parametrize("path", book_pages(), ids=lambda p: p.name)
 def test_no_hand_typed_numbers_in_prose(path):
     problems = hand_typed_numbers(read_page(path))
-    assert not problems, (
-        "numbers in the prose must be glued from code ({glue:text}`name:.4f`), "
-        "or allow-listed in tests/test_prose_numbers.py if they are definitions:\n"
-        + "\n".join(problems)
-    )
+    if problems:
+        pytest.fail("numbers in the prose must be glued from code ({glue:text}`name:.4f`), "
+                    "or allow-listed in tests/test_prose_numbers.py if they are definitions:\n"
+                    + "\n".join(problems), pytrace=False)
 
 
 # --- glue names --------------------------------------------------------------
@@ -180,13 +179,15 @@ def duplicate_glue(pages: list[Page]) -> list[str]:
 @pytest.mark.parametrize("path", book_pages(), ids=lambda p: p.name)
 def test_every_glued_name_is_defined_on_its_page(path):
     problems = undefined_glue(read_page(path))
-    assert not problems, "\n".join(problems)
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
 
 
 def test_glue_names_are_unique_across_the_book():
     problems = duplicate_glue([read_page(p) for p in book_pages()])
-    assert not problems, "glue names must be unique across the book " \
-        "(prefix them with a page tag):\n" + "\n".join(problems)
+    if problems:
+        pytest.fail("glue names must be unique across the book (prefix them with a page tag):\n"
+                    + "\n".join(problems), pytrace=False)
 
 
 # --- the checks themselves, on small made-up pages -----------------------------
