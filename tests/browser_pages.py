@@ -26,7 +26,7 @@ import sys
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's chromium (apt-get install chromium)
 CHROMIUM_ARGS = [
@@ -155,6 +155,10 @@ async () => {
     prose: clone.textContent,
     images: [...document.querySelectorAll("img")].map((img) => ({
       src: img.getAttribute("src") || "",
+      inArticle: !!img.closest("article"),
+      // A cell's plot: it must be a figure with a caption (mystnb: figure: caption:).
+      output: !!img.closest(".cell_output"),
+      caption: (img.closest("figure")?.querySelector("figcaption")?.textContent || "").trim(),
       alt: (img.getAttribute("alt") || "").trim(),
       loaded: img.complete && img.naturalWidth > 0,
       visible: visible(img),
@@ -200,6 +204,8 @@ RAW_TEX = [
 # "ExceptionType" when the exception has no message).
 SHORT_ERROR = re.compile(r"^(?P<type>[A-Za-z_][\w.]*)(: \S.*)?$")
 LONG_ERROR_SIGNS = ("Traceback (most recent call last)", 'File "', "Cell In[", "site-packages", "----> ")
+IMAGE_FILE = re.compile(r"\.(png|svg|jpe?g|gif|webp)$", re.I)
+MIN_ALT_WORDS = 5  # a figure's alt text describes it; a logo's may be two words
 
 
 @dataclass
@@ -328,8 +334,16 @@ def check_page(context, server: BookServer, page: str, theme: str,
     problems.extend(first_few("MathJax error", [repr(t) for t in found["mathErrors"]]))
     problems.extend(first_few("raw TeX visible in the text", raw_tex(found["prose"])))
     for image in found["images"]:
-        if not image["alt"]:
-            problems.append(f"image without alt text: {image['src']}")
+        alt, src = image["alt"], image["src"]
+        if not alt:
+            problems.append(f"image without alt text: {src}")
+        elif alt == src or IMAGE_FILE.search(alt):
+            # Docutils' fallback when a figure has no `image: alt:`.
+            problems.append(f"image whose alt text is its file name: {src}")
+        elif image["inArticle"] and len(alt.split()) < MIN_ALT_WORDS:
+            problems.append(f"figure alt text too short to say what it shows ({alt!r}): {src}")
+        if image["output"] and not image["caption"]:
+            problems.append(f"a cell's image is not a figure with a caption: {src}")
         if image["visible"] and not image["loaded"]:
             problems.append(f"image did not load: {image['src']}")
     if expected is not None:

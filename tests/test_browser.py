@@ -11,7 +11,9 @@ A page fails on:
   twice;
 - maths not typeset by MathJax (a ``.math`` element without MathJax output,
   a MathJax error, or TeX such as ``\\frac`` or ``$$`` visible in the prose);
-- an image without alt text, or one that did not load;
+- an image without alt text, or one that did not load; a figure whose alt
+  text is its file name (docutils' fallback when ``image: alt:`` is missing)
+  or under five words; a cell's image that is not a figure with a caption;
 - an error shown on purpose that is more than ``ExceptionType: message``, or
   whose type is not the one its ``raises-exception`` cell names;
 - any serious or critical axe-core violation;

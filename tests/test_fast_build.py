@@ -25,7 +25,6 @@ and names it under ``depends_on``, and ``other.md``):
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -38,7 +37,7 @@ import pytest
 from jupyter_cache import get_cache
 
 from book_pages import KERNEL_ENV, ROOT, build_book, notebook_pages, strip_ansi
-from tools.page_execution import Book, executed_page
+from tools.page_execution import Book, executed_page, run_coroutine
 from tools.warm_kernel import WarmKernels
 
 NOT_LINKED = {"book", "tests", "_toc.yml", "_build", ".git", ".jupyter_cache", ".pytest_cache",
@@ -298,10 +297,10 @@ def children(pid: int) -> list[int]:
 
 def test_a_warm_kernel_is_a_fresh_kernel(tmp_path):
     env = {**os.environ, **KERNEL_ENV}
-    cold = asyncio.run(run(probe_notebook(), tmp_path, env))
+    cold = run_coroutine(lambda: run(probe_notebook(), tmp_path, env))
     with WarmKernels(env) as warm:
-        first = asyncio.run(run(probe_notebook(), tmp_path, env, warm.manager_class))
-        second = asyncio.run(run(probe_notebook(), tmp_path, env, warm.manager_class))
+        first = run_coroutine(lambda: run(probe_notebook(), tmp_path, env, warm.manager_class))
+        second = run_coroutine(lambda: run(probe_notebook(), tmp_path, env, warm.manager_class))
         assert children(warm.process.pid) == [], "a kernel outlived its page"
     (cold_seen, cold_streams), (warm_seen, warm_streams), (other_seen, _) = map(
         seen, (cold, first, second))
@@ -329,13 +328,13 @@ def test_a_warm_kernel_is_interrupted_and_stopped_like_a_cold_one(tmp_path):
     env = {**os.environ, **KERNEL_ENV}
     with WarmKernels(env) as warm:
         # On a timeout nbclient interrupts the kernel (SIGINT through the proxy) ...
-        asyncio.run(run(notebook, tmp_path, env, warm.manager_class, timeout=5,
+        run_coroutine(lambda: run(notebook, tmp_path, env, warm.manager_class, timeout=5,
                         interrupt_on_timeout=True, allow_errors=True))
         assert notebook.cells[0].outputs[-1].ename == "KeyboardInterrupt"
         assert notebook.cells[1].outputs[0].text == "still alive\n"
         # ... or gives up on it and shuts it down.
         with pytest.raises(CellTimeoutError):
-            asyncio.run(run(notebook, tmp_path, env, warm.manager_class, timeout=5))
+            run_coroutine(lambda: run(notebook, tmp_path, env, warm.manager_class, timeout=5))
         assert children(warm.process.pid) == [], "a kernel outlived its page"
     assert warm.process.poll() is not None
 
@@ -345,9 +344,9 @@ def test_a_kernel_started_with_another_environment_is_cold(tmp_path):
     forked kernel would inherit from the template): such kernels start cold."""
     env = {**os.environ, **KERNEL_ENV}
     with WarmKernels(env) as warm:
-        other = asyncio.run(run(probe_notebook(), tmp_path, {**env, "PYTHONHASHSEED": "1"},
+        other = run_coroutine(lambda: run(probe_notebook(), tmp_path, {**env, "PYTHONHASHSEED": "1"},
                                 warm.manager_class))
-        same = asyncio.run(run(probe_notebook(), tmp_path, env, warm.manager_class))
+        same = run_coroutine(lambda: run(probe_notebook(), tmp_path, env, warm.manager_class))
     other_seen, same_seen = seen(other)[0], seen(same)[0]
     assert not other_seen["preloaded"] and same_seen["preloaded"]
     assert other_seen["hash"] != same_seen["hash"]

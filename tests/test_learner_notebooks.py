@@ -219,6 +219,10 @@ $$
 z = 3
 $$ (eq-two)
 
+```{image} pic.png
+:alt: A picture
+```
+
 ```{code-cell} ipython3
 glue("two_value", 3.14159, display=False)
 ```
@@ -283,6 +287,7 @@ def test_conversion_of_a_small_page(tmp_path):
     assert "Inline code `{ref}` stays." in markdown
     assert "> **Note**\n>\n> Be careful with (2)." in markdown
     assert "$$\nz = 3\n\\tag{2}\n$$" in markdown
+    assert "![A picture](https://raw.githubusercontent.com/Some-Org/some-book/main/book/pic.png)" in markdown
     assert "**Fig. 1.** A figure of (2)." in markdown
     assert "**Exercise 2 (Counting)**" in markdown and "```python\nanswer = ...\n```" in markdown
     assert "Secret explanation" not in markdown and "Solution to" not in markdown

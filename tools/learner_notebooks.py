@@ -26,6 +26,16 @@ A learner notebook is the page with:
   page imports beyond the standard library, torch, numpy and matplotlib;
 - no outputs, no execution counts, no machine paths.
 
+What it converts. Directives: ``exercise``, ``solution-start`` /
+``solution-end``, ``solution``, the admonitions (``note``, ``tip``,
+``warning``, ``admonition``, ... and ``dropdown``, ``margin``, ``sidebar``,
+``topic``, ``epigraph``), ``math``, ``code-block``, ``figure``, ``image``.
+Roles: ``ref``, ``numref``, ``eq``, ``doc``, ``cite`` (``:p``, ``:t``,
+``:ps``, ``:ts``, ``:year``, ...), ``glue``/``glue:text``/``glue:any``,
+``math``, ``term``, ``abbr``, ``sub``, ``sup``, ``kbd``. Anything else stops
+the conversion with an error naming the page, rather than leaving MyST in a
+notebook.
+
 The same conversion, keeping the solutions and the outputs, turns the
 notebook that the book build executes into the page's download
 (``_ext/notebook_downloads.py``).
@@ -187,6 +197,8 @@ class Book:
         self.root = root
         config = yaml.safe_load((root / "_config.yml").read_text(encoding="utf-8"))
         self.base_url = published_url(config["repository"]["url"])
+        self.repository = config["repository"]["url"].rstrip("/").removesuffix(".git").split("github.com/")[1]
+        self.branch = config["repository"].get("branch", "main")
         self.bibfiles = [root / name for name in config.get("bibtex_bibfiles", [])]
         self.targets: dict[str, Target] = {}
         self.titles: dict[Path, str] = {}
@@ -591,9 +603,9 @@ class Conversion:
                         "(Conversion.directive) how to convert it")
 
     def raw_file_url(self, relative: str) -> str:
-        path = (self.page.parent / relative).resolve().relative_to(self.book.root)
-        repository = self.book.base_url.split("//")[1].split(".github.io/")
-        return f"https://raw.githubusercontent.com/{repository[0]}/{repository[1].rstrip('/')}/main/{path.as_posix()}"
+        """An image next to the page, as GitHub serves it (the notebook may be opened anywhere)."""
+        path = (self.page.parent / relative).resolve().relative_to(self.book.root.resolve())
+        return f"https://raw.githubusercontent.com/{self.book.repository}/{self.book.branch}/{path.as_posix()}"
 
     def text(self, text: str) -> str:
         """Plain Markdown text: labels, comments and roles converted; display maths numbered."""
@@ -806,7 +818,12 @@ def plain_notebook(page: Path, source_notebook, book: Book, glue: dict[str, str]
             out.append(make_cell("markdown", (f"**Fig. {number}.** " if number else "") + caption))
     if state.in_solution:
         raise state.fail(f"solution {state.in_solution} has no solution-end")
-    install = install_cell(page, out, book.root)
+    try:
+        install = install_cell(page, out, book.root)
+    except ConversionError:
+        if not keep_solutions:
+            raise  # Colab must be able to run the learner notebook
+        install = None  # the download runs where the book's requirements are installed
     if install:
         out.insert(1, install)
     if state.citations:

@@ -266,6 +266,19 @@ async def execute_one(job: Job, cache, cache_path: Path, slots: asyncio.Semaphor
         handle.close()
 
 
+def run_coroutine(make: Callable):
+    """``asyncio.run(make())``, in a thread of its own if this one already runs an
+    event loop (a caller inside Jupyter, or a test after one that left its loop)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make())
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(lambda: asyncio.run(make())).result()
+
+
 def execute_jobs(jobs: list[Job], cache_path: Path, workers: int,
                  log: Callable[[str], None] = print, warm=None,
                  env: dict | None = None) -> list[Outcome]:
@@ -306,7 +319,7 @@ def execute_jobs(jobs: list[Job], cache_path: Path, workers: int,
             return_exceptions=True)
 
     try:
-        results = dict(zip((id(job) for job in missing), asyncio.run(run_all())))
+        results = dict(zip((id(job) for job in missing), run_coroutine(run_all)))
     finally:
         if started is not None:
             started.close()

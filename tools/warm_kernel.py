@@ -90,6 +90,14 @@ def read_json(sock: socket.socket, with_fds: bool = False) -> tuple[dict | None,
     return json.loads(data), fds
 
 
+def receive(connection: socket.socket) -> bytes:
+    """A byte from a proxy's connection; b"" once the proxy has gone."""
+    try:
+        return connection.recv(1)
+    except OSError:
+        return b""
+
+
 # --- The template --------------------------------------------------------------
 
 
@@ -112,7 +120,8 @@ class Template:
             self.preloaded.append(name)
         self.shadowed = {name.split(".")[0] for name in self.preloaded}
         self.leaked = [name for name in NOT_PRELOADED if name in sys.modules]
-        self.children: dict[int, socket.socket] = {}  # kernel pid -> its proxy's connection
+        # kernel pid -> the connection to its proxy (None once the proxy has gone)
+        self.children: dict[int, socket.socket | None] = {}
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_w, False)
         signal.set_wakeup_fd(self.wake_w)
@@ -142,7 +151,7 @@ class Template:
 
     def serve(self) -> None:
         while True:
-            connections = list(self.children.values())
+            connections = [c for c in self.children.values() if c is not None]
             readable, _, _ = select.select([self.listener, self.wake_r, sys.stdin, *connections], [], [])
             if sys.stdin in readable and not os.read(sys.stdin.fileno(), 1024):
                 return  # whoever started us has gone: stop
@@ -150,15 +159,23 @@ class Template:
                 os.read(self.wake_r, 1024)
                 self.reap()
             for pid, connection in list(self.children.items()):
-                if connection in readable and not connection.recv(1):
+                if connection is not None and connection in readable and not receive(connection):
                     # The proxy has gone (killed): take its kernel with it.
+                    connection.close()
+                    self.children[pid] = None
                     self.kill(pid)
             if self.listener in readable:
                 connection, _ = self.listener.accept()
                 self.start_kernel(connection)
 
     def start_kernel(self, connection: socket.socket) -> None:
-        request, fds = read_json(connection, with_fds=True)
+        connection.settimeout(30)  # the proxy sends its request as soon as it connects
+        try:
+            request, fds = read_json(connection, with_fds=True)
+        except (OSError, ValueError):
+            connection.close()
+            return
+        connection.settimeout(None)
         reason = "no request" if request is None else self.refusal(request)
         if reason or len(fds) != 3:
             send_json(connection, {"fallback": reason or "expected 3 file descriptors"})
@@ -181,7 +198,8 @@ class Template:
         try:
             # Undo everything the template set up, then do what a cold start does.
             for other in self.children.values():
-                other.close()
+                if other is not None:
+                    other.close()
             connection.close()
             self.listener.close()
             signal.set_wakeup_fd(-1)
@@ -222,8 +240,10 @@ class Template:
             traceback.print_exc()
         finally:
             import atexit
+            import threading
 
-            atexit._run_exitfuncs()  # as at the end of an ordinary interpreter
+            threading._shutdown()  # as at the end of an ordinary interpreter:
+            atexit._run_exitfuncs()  # join non-daemon threads, run exit functions
             for stream in (sys.stdout, sys.stderr):
                 try:
                     stream.flush()
@@ -248,10 +268,14 @@ class Template:
                 connection.close()
 
     def kill(self, pid: int) -> None:
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except OSError:
-            pass
+        """Kill a kernel and whatever it started (its session; itself, if it
+        has not made one yet)."""
+        for kill in (os.killpg, os.kill):
+            try:
+                kill(pid, signal.SIGKILL)
+                return
+            except OSError:
+                continue
 
     def stop(self) -> None:
         for pid in list(self.children):
