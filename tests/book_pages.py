@@ -338,3 +338,18 @@ def build_book(source: Path = ROOT, *extra: str) -> tuple[int, str]:
         cwd=source, capture_output=True, text=True,
     )
     return process.returncode, strip_ansi(process.stdout + process.stderr)
+
+
+# Entries of the repository that a small test book does not share with it.
+NOT_LINKED = {"book", "tests", "_toc.yml", "_build", ".git", ".jupyter_cache", ".pytest_cache",
+              ".hypothesis", ".benchmarks", ".ci", "__pycache__"}
+
+
+def link_configuration(folder: Path) -> None:
+    """Give a small test book in ``folder`` the repository's configuration
+    (_config.yml, _ext/, _static/, vendor/, ...) and its bibliography."""
+    for entry in ROOT.iterdir():
+        if entry.name not in NOT_LINKED:
+            (folder / entry.name).symlink_to(entry)
+    (folder / "book").mkdir(exist_ok=True)
+    (folder / "book" / "references.bib").symlink_to(ROOT / "book" / "references.bib")

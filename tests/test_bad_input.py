@@ -30,11 +30,11 @@ import pytest
 
 import test_build
 import test_pages
-from book_pages import ROOT, build_book, execute_page, expected_error_problems, notebook_pages
+from book_pages import (
+    build_book, execute_page, expected_error_problems, link_configuration, notebook_pages,
+)
 
 # Top-level entries of the repository that a small book does not take over.
-NOT_LINKED = {"book", "tests", "_toc.yml", "_build", ".git", ".jupyter_cache", ".pytest_cache",
-              ".hypothesis", ".benchmarks", ".ci", "__pycache__"}
 
 FRONT_MATTER = """\
 ---
@@ -82,11 +82,7 @@ total / 0
 def small_book(folder: Path, page: str = PAGE, intro: str = INTRO,
                extra_toc: tuple[str, ...] = ()) -> Path:
     """A book in ``folder`` with the repository's configuration and two pages."""
-    for entry in ROOT.iterdir():
-        if entry.name not in NOT_LINKED:
-            (folder / entry.name).symlink_to(entry)
-    (folder / "book").mkdir()
-    (folder / "book" / "references.bib").symlink_to(ROOT / "book" / "references.bib")
+    link_configuration(folder)
     (folder / "book" / "intro.md").write_text(intro, encoding="utf-8")
     (folder / "book" / "small-page.md").write_text(page, encoding="utf-8")
     chapters = ["book/small-page", *extra_toc]

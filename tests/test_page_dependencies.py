@@ -5,13 +5,12 @@ cell tagged ``engine``; ``user.md`` loads it (as the forward-vs-reverse page
 loads the Part I engines) and names ``engine.md`` under ``depends_on``.
 """
 
-import shutil
 import textwrap
 
 import pytest
 from jupyter_cache import get_cache
 
-from book_pages import ROOT, build_book
+from book_pages import build_book, link_configuration
 
 FRONT = """\
 ---
@@ -46,31 +45,27 @@ USER = FRONT.format(extra="depends_on:\n  - engine.md\n") + textwrap.dedent("""
     """)
 
 
-def executions(book):
+def executions(pages):
     """When each page was last executed, from the execution cache."""
-    cache = get_cache(book / "_build" / ".jupyter_cache")
+    cache = get_cache(pages.parent / "_build" / ".jupyter_cache")
     return {record.uri.rsplit("/", 1)[-1]: record.created for record in cache.list_cache_records()}
 
 
 @pytest.fixture
 def tiny_book(tmp_path):
-    book = tmp_path / "book"
-    book.mkdir()
-    shutil.copy(ROOT / "_config.yml", book / "_config.yml")
-    shutil.copytree(ROOT / "_ext", book / "_ext")
-    (book / "references.bib").write_text((ROOT / "book" / "references.bib").read_text())
-    config = (book / "_config.yml").read_text().replace("book/references.bib", "references.bib")
-    (book / "_config.yml").write_text(config)
-    (book / "_toc.yml").write_text("format: jb-book\nroot: engine\nchapters:\n  - file: user\n")
-    (book / "engine.md").write_text(ENGINE)
-    (book / "user.md").write_text(USER)
-    return book
+    link_configuration(tmp_path)
+    pages = tmp_path / "book"
+    (tmp_path / "_toc.yml").write_text(
+        "format: jb-book\nroot: book/engine\nchapters:\n  - file: book/user\n")
+    (pages / "engine.md").write_text(ENGINE)
+    (pages / "user.md").write_text(USER)
+    return pages
 
 
-def build(book):
-    code, log = build_book(book)
+def build(pages):
+    code, log = build_book(pages.parent)
     assert code == 0, log[-3000:]
-    return executions(book)
+    return executions(pages)
 
 
 def test_changed_dependency_code_reexecutes_the_page(tiny_book):
