@@ -41,6 +41,8 @@ def rewrite_download(app, pagename, templatename, context, doctree) -> None:
     copy = Path(app.outdir) / "_sources" / source if source else None
     if copy is None or page.suffix != ".md" or not copy.exists():
         return
+    if not (Path(app.srcdir) / "_toc.yml").exists():  # a single page built alone: no book
+        return
     if not hasattr(app, "learner_book"):
         app.learner_book = Book(Path(app.srcdir))
     # MyST-NB keeps the glued values apart from the executed notebook, in
