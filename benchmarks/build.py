@@ -190,9 +190,10 @@ def test_suite(book: Path) -> dict:
     process_start = time.perf_counter()
     result = run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider"], book, check=False)
     log = result.pop("log")
-    del result["stdout"]
+    summaries = re.findall(r"^=+ (.*(?:passed|failed).*) =+$", ANSI.sub("", result.pop("stdout")),
+                           re.MULTILINE)
     result["seconds"] = round(time.perf_counter() - process_start, 2)
-    result["summary"] = log.strip().splitlines()[-1]
+    result["summary"] = summaries[-1] if summaries else "no summary"
     result["slowest"] = re.findall(r"^([0-9.]+s \w+ +\S+)$", log, re.MULTILINE)[:15]
     after = cache_records(book)
     result["pages_executed"] = len(set(after.items()) - set(before.items()))
