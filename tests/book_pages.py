@@ -353,3 +353,18 @@ def link_configuration(folder: Path) -> None:
             (folder / entry.name).symlink_to(entry)
     (folder / "book").mkdir(exist_ok=True)
     (folder / "book" / "references.bib").symlink_to(ROOT / "book" / "references.bib")
+
+
+# The front matter of a page of a small test book; ``extra`` adds keys.
+PAGE_FRONT_MATTER = """\
+---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+{extra}---
+"""

@@ -194,3 +194,12 @@ def python_tree(source: str) -> ast.Module:
     from IPython.core.inputtransformer2 import TransformerManager
 
     return ast.parse(TransformerManager().transform_cell(source))
+
+
+def call_name(func: ast.expr) -> str:
+    """The name a call is made through: ``f`` for ``f(...)`` and ``obj.f(...)``."""
+    if isinstance(func, ast.Name):
+        return func.id
+    if isinstance(func, ast.Attribute):
+        return func.attr
+    return ""

@@ -31,23 +31,13 @@ import pytest
 import test_build
 import test_pages
 from book_pages import (
-    build_book, execute_page, expected_error_problems, link_configuration, notebook_pages,
+    PAGE_FRONT_MATTER, build_book, execute_page, expected_error_problems, link_configuration,
+    notebook_pages,
 )
 
 # Top-level entries of the repository that a small book does not take over.
 
-FRONT_MATTER = """\
----
-jupytext:
-  text_representation:
-    extension: .md
-    format_name: myst
-kernelspec:
-  display_name: Python 3
-  language: python
-  name: python3
----
-"""
+FRONT_MATTER = PAGE_FRONT_MATTER.format(extra="")
 
 INTRO = """\
 (intro)=

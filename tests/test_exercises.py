@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from book_pages import BOOK, ROOT
-from myst_source import Block, Page, parse, python_tree, read_page
+from myst_source import call_name, Block, Page, parse, python_tree, read_page
 
 CHECK_CALL = re.compile(r"^assert|close$|equal$")  # assert_close, isclose, allclose, torch.equal ...
 BUILTINS = set(dir(builtins))
@@ -320,14 +320,6 @@ def independent_checks(tree: ast.Module, answers: set[str], modules: set[str]) -
     cell.statements(tree.body)
     return [(taint, inputs) for taint, inputs in cell.checks
             if taint and (len(taint) >= 2 or inputs)]
-
-
-def call_name(func: ast.expr) -> str:
-    if isinstance(func, ast.Name):
-        return func.id
-    if isinstance(func, ast.Attribute):
-        return func.attr
-    return ""
 
 
 def bound_names(tree: ast.Module) -> set[str]:

@@ -29,26 +29,19 @@ import json
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 from jupyter_cache import get_cache
 
-from book_pages import KERNEL_ENV, ROOT, build_book, notebook_pages, strip_ansi
+from book_pages import (
+    KERNEL_ENV, PAGE_FRONT_MATTER, ROOT, build_book, link_configuration, notebook_pages, strip_ansi,
+)
 from tools.page_execution import Book, executed_page, run_coroutine
 from tools.warm_kernel import WarmKernels
 
-NOT_LINKED = {"book", "tests", "_toc.yml", "_build", ".git", ".jupyter_cache", ".pytest_cache",
-              ".hypothesis", ".benchmarks", ".ci", "__pycache__"}
-FRONT = """\
----
-jupytext:
-  text_representation: {{extension: .md, format_name: myst}}
-kernelspec: {{display_name: Python 3, language: python, name: python3}}
-{extra}---
-"""
+FRONT = PAGE_FRONT_MATTER
 ENGINE = FRONT.format(extra="") + """
 # Engine
 
@@ -88,11 +81,7 @@ PAGES = {"engine.md": ENGINE, "user.md": USER, "other.md": OTHER}
 
 def small_book(folder: Path, pages: dict[str, str] = PAGES) -> Path:
     """A book in ``folder``: this repository's configuration and ``pages`` in book/."""
-    for entry in ROOT.iterdir():
-        if entry.name not in NOT_LINKED:
-            (folder / entry.name).symlink_to(entry)
-    (folder / "book").mkdir()
-    (folder / "book" / "references.bib").symlink_to(ROOT / "book" / "references.bib")
+    link_configuration(folder)
     (folder / "book" / "intro.md").write_text("# A small book\n\nNo code here.\n", encoding="utf-8")
     for name, text in pages.items():
         (folder / "book" / name).write_text(text, encoding="utf-8")

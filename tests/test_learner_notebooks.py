@@ -18,7 +18,7 @@ import sys
 import nbformat
 import pytest
 
-from book_pages import ROOT, notebook_pages, page_id
+from book_pages import PAGE_FRONT_MATTER, ROOT, notebook_pages, page_id
 from launch_helpers import NotebookRunError, run_learner_notebook
 
 sys.path.insert(0, str(ROOT))
@@ -140,18 +140,7 @@ chapters:
   - file: book/one
   - file: book/two
 """
-FRONT = """\
----
-jupytext:
-  text_representation:
-    extension: .md
-    format_name: myst
-kernelspec:
-  display_name: Python 3
-  language: python
-  name: python3
-{extra}---
-"""
+FRONT = PAGE_FRONT_MATTER
 BIB = """\
 @article{smith2001,
   author = {Smith, Ann and Jones, Bob and Lee, Cy},

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from book_pages import BOOK, ROOT
-from myst_source import Page, parse, python_tree, read_page, without_code
+from myst_source import call_name, Page, parse, python_tree, read_page, without_code
 
 # A decimal number with three or more digits after the point, not part of a
 # longer dotted string (a version such as 2.13.0, a section number).
@@ -124,14 +124,6 @@ def glue_definitions(page: Page) -> tuple[list[tuple[int, str, re.Pattern]], lis
                 problems.append(f"{where(page, line)}: glue name is not a string literal: "
                                 f"{ast.unparse(name)}")
     return definitions, problems
-
-
-def call_name(func: ast.expr) -> str:
-    if isinstance(func, ast.Name):
-        return func.id
-    if isinstance(func, ast.Attribute):
-        return func.attr
-    return ""
 
 
 def undefined_glue(page: Page) -> list[str]:
