@@ -29,28 +29,19 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import sync_playwright
 
 import browser_pages as bp
 from book_pages import ROOT
+from tools.learner_notebooks import toc_entries
 
 SPECIAL_PAGES = ["genindex.html", "search.html"]
 
 
 def toc_pages() -> list[str]:
     """The HTML page of every file in _toc.yml, and Sphinx's index and search pages."""
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    files = [toc["root"]]
-
-    def walk(entries):
-        for entry in entries:
-            if "file" in entry:
-                files.append(entry["file"])
-            walk(entry.get("chapters", []) + entry.get("sections", []))
-
-    walk(toc.get("parts", []) + toc.get("chapters", []))
+    files = toc_entries(ROOT)
     return [f"{Path(f).with_suffix('').as_posix()}.html" for f in files] + SPECIAL_PAGES
 
 

@@ -3,25 +3,15 @@
 import re
 from pathlib import Path
 
-import yaml
 
 from book_pages import BUILD, ROOT, notebook_pages, strip_ansi
+from tools.learner_notebooks import toc_entries
 
 REPORTS = BUILD / "html" / "reports"
 
 
 def toc_files(root: Path = ROOT) -> set[str]:
-    toc = yaml.safe_load((root / "_toc.yml").read_text())
-    files = {toc["root"]}
-
-    def walk(entries):
-        for entry in entries:
-            if "file" in entry:
-                files.add(entry["file"])
-            walk(entry.get("sections", []) + entry.get("chapters", []))
-
-    walk(toc.get("parts", []) + toc.get("chapters", []))
-    return files
+    return set(toc_entries(root))
 
 
 def toc_problems(root: Path = ROOT) -> list[str]:

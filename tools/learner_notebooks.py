@@ -184,6 +184,21 @@ def figure_of(cell) -> dict:
     return figure if figure.get("caption") else {}
 
 
+
+def toc_entries(root: Path) -> list[str]:
+    """The files _toc.yml lists (without suffix), in reading order."""
+    toc = yaml.safe_load((root / "_toc.yml").read_text(encoding="utf-8"))
+    names = [toc["root"]]
+
+    def walk(entries):
+        for entry in entries:
+            if "file" in entry:
+                names.append(entry["file"])
+            walk(entry.get("sections", []) + entry.get("chapters", []))
+
+    walk(toc.get("parts", []) + toc.get("chapters", []))
+    return names
+
 class Book:
     """What the conversion needs to know about the whole book.
 
@@ -210,16 +225,7 @@ class Book:
             self._scan(page, counters)
 
     def toc_pages(self) -> list[Path]:
-        toc = yaml.safe_load((self.root / "_toc.yml").read_text(encoding="utf-8"))
-        names = [toc["root"]]
-
-        def walk(entries):
-            for entry in entries:
-                if "file" in entry:
-                    names.append(entry["file"])
-                walk(entry.get("sections", []) + entry.get("chapters", []))
-
-        walk(toc.get("parts", []) + toc.get("chapters", []))
+        names = toc_entries(self.root)
         return [self.root / f"{name}.md" for name in names if (self.root / f"{name}.md").exists()]
 
     def url(self, page: Path, anchor: str = "") -> str:
