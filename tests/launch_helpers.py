@@ -27,10 +27,15 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from book_pages import EXEC_TIMEOUT, KERNEL_ENV, ROOT, first_line, strip_ansi
+from book_pages import strip_ansi
+from tools.execution import KERNEL_ENV, TIMEOUT as EXEC_TIMEOUT
+from tools.learner_notebooks import STUB
+from tools.pages import ROOT
 
-sys.path.insert(0, str(ROOT))
-from tools.learner_notebooks import STUB  # noqa: E402
+
+def first_line(source: str) -> str:
+    lines = [line for line in source.splitlines() if line.strip()]
+    return lines[0][:60] if lines else ""
 
 
 class NotebookRunError(AssertionError):

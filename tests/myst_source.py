@@ -1,20 +1,15 @@
-"""Read the MyST Markdown source of a page: its prose, its directives, its code cells.
+"""Read the MyST Markdown source of a page: its prose, its directives, its
+code cells, with line numbers.
 
 The checks on what a page *says* (numbers in the prose, glue names,
-exercise structure) need the source with line numbers, which the notebook
-made by jupytext no longer has. This is a small line scanner that follows
-the CommonMark rules for fences that the pages use:
-
-- a fence opens with three or more backticks, tildes or (MyST colon fence)
-  colons and an info string, and closes with a fence of the same character,
-  at least as long, with no info string;
-- ``{code-cell}`` and the other code directives, and plain fences
-  (```` ```python ````), hold code; every other directive (``{exercise}``,
-  ``{note}``, ``{math}`` ...) holds prose, after its ``:option:`` lines or
-  its ``---`` YAML option block;
-- the front matter, HTML comments, ``(label)=`` targets and ``+++`` cell
-  breaks are not prose; the ``caption`` and ``alt`` text of a code cell's
-  figure options is.
+exercise structure) need the source with its lines. The page is parsed by
+myst-parser's markdown-it parser (``tools.pages.tokens``): a directive is a
+fence token whose info is ``{name} argument``. Code directives
+(``{code-cell}``, ``{code-block}`` ...) and plain fences hold code; the
+content of every other directive (``{exercise}``, ``{note}`` ...) is parsed
+again, after its ``:option:`` lines or ``---`` YAML block, as prose. The
+front matter, ``(label)=`` targets, ``+++`` breaks and HTML comments are not
+prose; the ``caption`` and ``alt`` text of a code cell's figure options is.
 """
 
 from __future__ import annotations
@@ -26,26 +21,30 @@ from pathlib import Path
 
 import yaml
 
-FENCE = re.compile(r"^(?P<indent> *)(?P<fence>`{3,}|~{3,}|:{3,})(?P<info>.*)$")
+from tools.pages import tokens
+
 DIRECTIVE = re.compile(r"^\{(?P<name>[^}\s]+)\}\s*(?P<argument>.*)$")
 OPTION = re.compile(r"^\s*:(?P<key>[\w-]+):\s*(?P<value>.*)$")
 # Directives whose body is code or data, never prose.
-CODE_DIRECTIVES = {"code-cell", "code", "code-block", "sourcecode", "literalinclude",
-                   "raw", "eval-rst", "bibliography", "nb-exec-table"}
+CODE_DIRECTIVES = {"code-cell", "code", "code-block", "sourcecode",
+                   "literalinclude", "raw", "eval-rst", "bibliography",
+                   "nb-exec-table"}
 # Keys of a code cell's YAML options whose text the reader sees.
 PROSE_KEYS = ("caption", "alt")
+NOT_PROSE = {"front_matter", "myst_target", "myst_block_break", "html_block",
+             "myst_line_comment"}
 
 
 @dataclass
 class Block:
-    """A fenced block: a directive (``name`` set) or a plain code fence (``name`` '')."""
+    """A fenced block: a directive (``name`` set) or a plain code fence
+    (``name`` '')."""
 
     name: str
     argument: str
     line: int  # 1-based line of the opening fence
-    fence: str
     options: dict = field(default_factory=dict)
-    body: list[tuple[int, str]] = field(default_factory=list)  # (line, text) after options
+    body: list[tuple[int, str]] = field(default_factory=list)  # after options
     option_error: str = ""
 
     @property
@@ -61,17 +60,11 @@ class Block:
 class Page:
     path: Path
     prose: list[tuple[int, str]]  # (line, text) of every prose line
-    blocks: list[Block]  # every fenced block, nested ones included, in source order
+    blocks: list[Block]  # every fenced block, nested ones too, in order
 
     @property
     def code_cells(self) -> list[Block]:
         return [b for b in self.blocks if b.name == "code-cell"]
-
-
-def closes(line: str, block: Block) -> bool:
-    match = FENCE.match(line)
-    return bool(match) and match["fence"][0] == block.fence[0] \
-        and len(match["fence"]) >= len(block.fence) and not match["info"].strip()
 
 
 def read_page(path: Path) -> Page:
@@ -79,90 +72,83 @@ def read_page(path: Path) -> Page:
 
 
 def parse(text: str, path: Path = Path("<text>")) -> Page:
-    lines = text.splitlines()
-    prose: list[tuple[int, str]] = []
-    blocks: list[Block] = []
-    stack: list[Block] = []
-    i = 0
-    if lines and lines[0].strip() == "---":  # front matter
-        i = 1
-        while i < len(lines) and lines[i].strip() != "---":
-            i += 1
-        i += 1
-    in_comment = False
-    while i < len(lines):
-        line, number = lines[i], i + 1
-        i += 1
-        top = stack[-1] if stack else None
-        if top is not None and closes(line, top):
-            stack.pop()
-            continue
-        if top is not None and top.is_code:
-            top.body.append((number, line))
-            continue
-        # prose context: the document or a prose directive
-        if in_comment:
-            if "-->" in line:
-                in_comment = False
-                line = line.split("-->", 1)[1]
-            else:
-                continue
-        line = re.sub(r"<!--.*?-->", "", line)
-        if "<!--" in line:
-            line, in_comment = line.split("<!--", 1)[0], True
-        match = FENCE.match(line)
-        if match:
-            info = match["info"].strip()
-            directive = DIRECTIVE.match(info)
-            block = Block(name=directive["name"] if directive else "",
-                          argument=directive["argument"].strip() if directive else info,
-                          line=number, fence=match["fence"])
-            if directive:
-                i = read_options(lines, i, block, prose)
-            blocks.append(block)
-            stack.append(block)
-            continue
-        if top is not None:
-            top.body.append((number, line))
-        stripped = line.strip()
-        if re.fullmatch(r"\(.*\)=", stripped) or stripped.startswith("+++"):
-            continue
-        prose.append((number, line))
-    return Page(path, prose, blocks)
+    page = Page(path, [], [])
+    read_into(page, text.splitlines(), 1)
+    page.prose.sort()
+    return page
 
 
-def read_options(lines: list[str], i: int, block: Block, prose: list) -> int:
-    """Read a directive's options starting at index ``i``; return the index after them."""
-    if i < len(lines) and lines[i].strip() == "---":
-        start = i + 1
-        end = start
-        while end < len(lines) and lines[end].strip() != "---":
-            end += 1
-        header = lines[start:end]
+def read_into(page: Page, lines: list[str], first: int) -> None:
+    """Add the prose and blocks of ``lines`` (line ``first`` onwards)."""
+    covered = set()
+    for token in tokens("\n".join(lines)):
+        if token.map is None or token.level != 0:
+            continue
+        span = range(token.map[0], token.map[1])
+        if token.type in NOT_PROSE:
+            covered.update(span)
+        elif token.type in ("fence", "colon_fence"):
+            covered.update(span)
+            page.blocks.append(block(page, token, lines, first))
+    page.prose.extend((first + i, line) for i, line in enumerate(lines)
+                      if i not in covered and line.strip())
+
+
+def block(page: Page, token, lines: list[str], first: int) -> Block:
+    directive = DIRECTIVE.match(token.info.strip())
+    start = token.map[0] + 1  # the line after the opening fence
+    end = token.map[1] - 1 if token.map[1] - 1 > token.map[0] and \
+        lines[token.map[1] - 1].strip().startswith(token.markup) else token.map[1]
+    body = lines[start:end]
+    if not directive:
+        return Block("", token.info.strip(), first + token.map[0],
+                     body=[(first + start + i, t) for i, t in enumerate(body)])
+    found = Block(directive["name"], directive["argument"].strip(),
+                  first + token.map[0])
+    skip = read_options(body, found, page.prose, first + start)
+    found.body = [(first + start + i, t) for i, t in enumerate(body)][skip:]
+    if not found.is_code:
+        position = len(page.blocks)
+        read_into(page, body[skip:], first + start + skip)
+        # nested blocks come after their parent, in source order
+        page.blocks[position:] = sorted(page.blocks[position:],
+                                        key=lambda b: b.line)
+    return found
+
+
+def read_options(body: list[str], found: Block, prose: list,
+                 first: int) -> int:
+    """Read a directive's options; return how many lines they take."""
+    if body and body[0].strip() == "---":
+        end = next((i for i in range(1, len(body)) if body[i].strip() == "---"),
+                   len(body))
+        header = body[1:end]
         try:
-            block.options = yaml.safe_load("\n".join(header)) or {}
+            found.options = yaml.safe_load("\n".join(header)) or {}
         except yaml.YAMLError as error:
-            block.option_error = str(error)
-        prose.extend(option_prose(header, start + 1))
+            found.option_error = str(error)
+        prose.extend(option_prose(header, first + 1))
         return end + 1
-    while i < len(lines):
-        match = OPTION.match(lines[i])
+    count = 0
+    for line in body:
+        match = OPTION.match(line)
         if not match:
             break
-        block.options[match["key"]] = match["value"].strip()
-        i += 1
-    return i
+        found.options[match["key"]] = match["value"].strip()
+        count += 1
+    return count
 
 
 def option_prose(header: list[str], first_line: int) -> list[tuple[int, str]]:
-    """The caption and alt text inside a YAML option block, with their lines."""
+    """The caption and alt text inside a YAML option block, with lines."""
     found, indent = [], None
     for offset, line in enumerate(header):
         key = re.match(rf"^(\s*)({'|'.join(PROSE_KEYS)}):\s*(.*)$", line)
         if key:
             indent = len(key[1])
             found.append((first_line + offset, key[3]))
-        elif indent is not None and line.strip() and len(line) - len(line.lstrip()) > indent:
+        elif indent is not None and line.strip() and \
+                len(line) - len(line.lstrip()) > indent:
             found.append((first_line + offset, line))
         else:
             indent = None

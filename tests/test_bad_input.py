@@ -1,24 +1,18 @@
-"""Bad input fails the build and the tests, with a message naming the file and line.
+"""Bad input fails the build and the tests, with a message naming the file
+and line.
 
-Each test writes a small book into a temporary folder: this repository's
-configuration (``_config.yml``, ``_ext/`` and everything else at the top
-level, linked, not copied), a two-entry ``_toc.yml``, and tiny pages that
-do not import torch. It builds it as the README and test_build.py do
-(``jupyter-book build <book> -W -n --keep-going``) and runs the page-test
-harness on it (test_pages.test_page, or test_build.toc_problems for the
-table of contents), and checks both fail with a message that names the
-file and the line or cell:
+One small book in a temporary folder (this repository's configuration,
+linked; pages that do not import torch) holds a correct page and one page
+for each kind of mistake. It is built as README command (1) builds the
+book, and the page checks of tests/test_pages.py run on each page:
 
-(a) a Python syntax error in a code cell;
-(b) a cell that fails without the ``raises-exception`` tag;
-(c) front matter that is not valid YAML;
-(d) a reference to a label that does not exist;
-(e) a file listed in ``_toc.yml`` that does not exist;
-(f) a ``raises-exception`` cell that no longer raises, and one that raises
-    another exception type than its ``:expect_error:``.
-
-A correct small book is built first, so that a failure below cannot come
-from the setup.
+- a Python syntax error in a code cell, and a cell that fails without the
+  ``raises-exception`` tag;
+- front matter that is not valid YAML;
+- a ``raises-exception`` cell that no longer raises, and one that raises
+  another exception type than its ``:expect_error:``;
+- a reference to a label that does not exist, and a file listed in
+  ``_toc.yml`` that does not exist.
 """
 
 from __future__ import annotations
@@ -28,27 +22,13 @@ from pathlib import Path
 
 import pytest
 
-import test_build
-import test_pages
-from book_pages import (
-    PAGE_FRONT_MATTER, build_book, execute_page, expected_error_problems, link_configuration,
-    notebook_pages,
-)
-
-# Top-level entries of the repository that a small book does not take over.
-
-FRONT_MATTER = PAGE_FRONT_MATTER.format(extra="")
-
-INTRO = """\
-(intro)=
-# A small book
-
-The page is {ref}`small-page`.
-"""
+from book_pages import (PAGE_FRONT_MATTER, build, ensure_executed,
+                        page_problems, small_book, warnings)
+from test_build import toc_problems
 
 # Lines 15, 20 and 24 open the code cells 0, 1 and 2.
-PAGE = FRONT_MATTER + """
-(small-page)=
+PAGE = PAGE_FRONT_MATTER + """
+(LABEL)=
 # A small page
 
 ```{code-cell} ipython3
@@ -66,114 +46,88 @@ print(total * 2)
 
 total / 0
 ```
+
+A link to {ref}`LABEL`.
 """
+BROKEN = {name: text.replace("LABEL", name[:-3]) for name, text in {
+    "correct.md": PAGE,
+    "syntax.md": PAGE.replace("print(total * 2)", "print(total * 2"),
+    "untagged.md": PAGE.replace("print(total * 2)", "print(totl * 2)"),
+    "front-matter.md": PAGE.replace("  name: python3\n", "   name: python3\n"),
+    "no-longer-raises.md": PAGE.replace("total / 0", "total / 1"),
+    "another-type.md": PAGE.replace("total / 0", "{}['total']"),
+    "missing-label.md": PAGE.replace("{ref}`LABEL`", "{ref}`no-such-page`"),
+}.items()}
+BUILD_MESSAGES = {
+    "syntax.md": (20, "code cell raised SyntaxError"),
+    "untagged.md": (20, "code cell raised NameError: name 'totl'"),
+    "front-matter.md": (9, "the front matter is not valid YAML: mapping "
+                           "values are not allowed here"),
+    "no-longer-raises.md": (24, "code cell expects ZeroDivisionError, but "
+                                "it raised nothing"),
+    "another-type.md": (24, "code cell expects ZeroDivisionError but raised "
+                            "KeyError: 'total'"),
+    "missing-label.md": (30, "undefined label: 'no-such-page'"),
+}
+TEST_MESSAGES = {
+    "syntax.md": "code cell 1 (line 20 of {page}): 'print(total * 2' failed "
+                 "unexpectedly:\nSyntaxError",
+    "untagged.md": "code cell 1 (line 20 of {page}): 'print(totl * 2)' failed"
+                   " unexpectedly:\nNameError: name 'totl' is not defined",
+    "front-matter.md": "{page}:9: the front matter is not valid YAML: "
+                       "mapping values are not allowed here",
+    "no-longer-raises.md": "code cell 2 (line 24 of {page}): 'total / 1': "
+                           "expected ZeroDivisionError but the cell raised "
+                           "nothing",
+    "another-type.md": "code cell 2 (line 24 of {page}): \"{{}}['total']\": "
+                       "expected ZeroDivisionError but it raised KeyError: "
+                       "'total'",
+}
 
 
-def small_book(folder: Path, page: str = PAGE, intro: str = INTRO,
-               extra_toc: tuple[str, ...] = ()) -> Path:
-    """A book in ``folder`` with the repository's configuration and two pages."""
-    link_configuration(folder)
-    (folder / "book" / "intro.md").write_text(intro, encoding="utf-8")
-    (folder / "book" / "small-page.md").write_text(page, encoding="utf-8")
-    chapters = ["book/small-page", *extra_toc]
-    (folder / "_toc.yml").write_text(
-        "format: jb-book\nroot: book/intro\nchapters:\n"
-        + "".join(f"  - file: {chapter}\n" for chapter in chapters), encoding="utf-8")
-    return folder
-
-
-def warnings(log: str) -> list[str]:
-    return [line for line in log.splitlines() if re.search(r"\b(WARNING|ERROR|CRITICAL)\b:", line)]
-
-
-def assert_build_fails(book: Path, *expected: str) -> None:
-    """The build exits non-zero, and for each regular expression some warning matches."""
-    returncode, log = build_book(book)
-    shown = warnings(log)
+@pytest.fixture(scope="module")
+def book(tmp_path_factory) -> tuple[Path, str]:
+    folder = small_book(tmp_path_factory.mktemp("bad"), BROKEN)
+    with (folder / "_toc.yml").open("a") as toc:
+        toc.write("  - file: book/no-such-page\n")
+    returncode, log = build(folder)
     assert returncode != 0, f"the build passed:\n{log[-3000:]}"
-    for pattern in expected:
-        assert any(re.search(pattern, line) for line in shown), (
-            f"no build warning matches {pattern!r}; the warnings were:\n" + "\n".join(shown))
+    return folder, log
 
 
-def page_test_failure(page: Path) -> str:
-    """Run the page test of tests/test_pages.py on ``page``; return its failure message."""
-    with pytest.raises(pytest.fail.Exception) as failure:
-        test_pages.test_page(page, update_references=False)
-    return str(failure.value)
+def test_the_correct_page_passes(book):
+    folder, log = book
+    page = folder / "book" / "correct.md"
+    assert not [line for line in warnings(log) if str(page) in line]
+    assert page_problems(page, cache(folder), references=False) == []
 
 
-def at(page: Path, line: int) -> str:
-    """The regular expression of a build message's location: ``/path/page.md:LINE:``."""
-    return re.escape(f"{page}:{line}:")
+@pytest.mark.parametrize("name", sorted(BUILD_MESSAGES))
+def test_the_build_names_the_file_and_line(book, name):
+    folder, log = book
+    line, message = BUILD_MESSAGES[name]
+    expected = re.escape(f"{folder / 'book' / name}:{line}: WARNING: {message}")
+    assert any(re.search(expected, w) for w in warnings(log)), (
+        f"no build warning matches {expected!r}; the warnings were:\n"
+        + "\n".join(warnings(log)))
 
 
-def test_a_correct_small_book_builds_and_passes(tmp_path):
-    book = small_book(tmp_path)
-    returncode, log = build_book(book)
-    assert returncode == 0 and not warnings(log), log[-3000:]
-    page = book / "book" / "small-page.md"
-    assert notebook_pages(book / "book") == [page]
-    result = execute_page(page)
-    assert result.exec_error is None
-    assert expected_error_problems(result.notebook, page.name, page) == []
+@pytest.mark.parametrize("name", sorted(TEST_MESSAGES))
+def test_the_page_test_names_the_file_and_line(book, name):
+    folder, _ = book
+    page = folder / "book" / name
+    problems = page_problems(page, cache(folder), references=False)
+    expected = TEST_MESSAGES[name].format(page=page)
+    assert any(expected in problem for problem in problems), problems
 
 
-def test_a_syntax_error(tmp_path):
-    book = small_book(tmp_path, PAGE.replace("print(total * 2)", "print(total * 2"))
-    page = book / "book" / "small-page.md"
-    assert_build_fails(book, at(page, 20) + " WARNING: code cell 1 raised SyntaxError",
-                       re.escape(f"{page}: WARNING: Executing notebook failed"))
-    message = page_test_failure(page)
-    assert f"cell 1 (line 20 of {page}): 'print(total * 2' failed unexpectedly" in message
-    assert "SyntaxError" in message
+def test_a_missing_file_in_the_table_of_contents(book):
+    folder, log = book
+    assert any("toctree contains reference to nonexisting document "
+               "'book/no-such-page'" in w for w in warnings(log))
+    assert toc_problems(folder) == [
+        "_toc.yml lists book/no-such-page.md, which does not exist"]
 
 
-def test_a_failing_cell_without_the_tag(tmp_path):
-    book = small_book(tmp_path, PAGE.replace("print(total * 2)", "print(totl * 2)"))
-    page = book / "book" / "small-page.md"
-    assert_build_fails(book, at(page, 20) + " WARNING: code cell 1 raised NameError: name 'totl'")
-    message = page_test_failure(page)
-    assert f"cell 1 (line 20 of {page}): 'print(totl * 2)' failed unexpectedly" in message
-    assert "NameError: name 'totl' is not defined" in message
-
-
-def test_broken_front_matter(tmp_path):
-    broken = PAGE.replace("  name: python3\n", "   name: python3\n")  # line 9
-    book = small_book(tmp_path, broken)
-    page = book / "book" / "small-page.md"
-    assert_build_fails(book, at(page, 9) + " WARNING: the front matter is not valid YAML: "
-                       "mapping values are not allowed here")
-    # the page is still collected by the tests, and its test fails naming file and line
-    assert notebook_pages(book / "book") == [page]
-    message = page_test_failure(page)
-    assert message == f"{page}:9: the front matter is not valid YAML: mapping values are not allowed here"
-
-
-def test_a_reference_to_a_missing_label(tmp_path):
-    book = small_book(tmp_path, intro=INTRO.replace("{ref}`small-page`", "{ref}`no-such-page`"))
-    intro = book / "book" / "intro.md"
-    assert_build_fails(book, at(intro, 4) + " WARNING: undefined label: 'no-such-page'")
-
-
-def test_a_missing_file_in_the_table_of_contents(tmp_path):
-    book = small_book(tmp_path, extra_toc=("book/no-such-page",))
-    assert_build_fails(book, "WARNING: toctree contains reference to nonexisting document "
-                             "'book/no-such-page'")
-    assert test_build.toc_problems(book) == [
-        "_toc.yml lists book/no-such-page, but book/no-such-page.md does not exist"]
-
-
-@pytest.mark.parametrize("source, build_message, test_message", [
-    ("total / 1", "is tagged raises-exception and expects ZeroDivisionError, but it raised nothing",
-     "expected ZeroDivisionError but the cell raised nothing"),
-    ("{}['total']", "expects ZeroDivisionError but raised KeyError: 'total'",
-     "expected ZeroDivisionError but it raised KeyError: 'total'"),
-], ids=["no-longer-raises", "raises-another-type"])
-def test_an_expected_error_that_changed(tmp_path, source, build_message, test_message):
-    book = small_book(tmp_path, PAGE.replace("total / 0", source))
-    page = book / "book" / "small-page.md"
-    assert_build_fails(book, at(page, 24) + " WARNING: code cell 2 " + re.escape(build_message))
-    with pytest.raises(AssertionError) as failure:
-        test_pages.test_page(page, update_references=False)
-    assert f"small-page.md, cell 2 (line 24 of {page}): {source!r}: {test_message}" in str(failure.value)
+def cache(folder: Path) -> Path:
+    return ensure_executed([], folder / "_build")

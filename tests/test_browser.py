@@ -33,16 +33,15 @@ from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import sync_playwright
 
 import browser_pages as bp
-from book_pages import ROOT
-from tools.learner_notebooks import toc_entries
+from tools.pages import ROOT, toc_files
 
 SPECIAL_PAGES = ["genindex.html", "search.html"]
 
 
 def toc_pages() -> list[str]:
     """The HTML page of every file in _toc.yml, and Sphinx's index and search pages."""
-    files = toc_entries(ROOT)
-    return [f"{Path(f).with_suffix('').as_posix()}.html" for f in files] + SPECIAL_PAGES
+    return [f"{f.relative_to(ROOT).with_suffix('').as_posix()}.html"
+            for f in toc_files()] + SPECIAL_PAGES
 
 
 PAGES = toc_pages()

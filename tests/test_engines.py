@@ -4,6 +4,9 @@ The engines are loaded from their pages (the cells tagged ``engine`` and
 ``engine-tape``), so the code tested is the code the reader sees. Each
 expression is written once, as a small tree, and evaluated by every engine
 and by PyTorch; hypothesis chooses the trees and the inputs.
+
+forward-vs-reverse.md carries copies of the engines so that it runs on its
+own; the copies must equal the originals.
 """
 
 import math
@@ -14,12 +17,44 @@ import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from book_pages import BOOK, load_tagged_cells
+from tools.pages import ROOT, read_notebook
 
-PART1 = BOOK / "part1-from-scratch"
-DUAL = load_tagged_cells(PART1 / "forward-mode-dual-numbers.md", "engine")
-VAR = load_tagged_cells(PART1 / "reverse-mode-by-hand.md", "engine")
-TAPE = load_tagged_cells(PART1 / "reverse-mode-by-hand.md", "engine-tape")
+PART1 = ROOT / "book" / "part1-from-scratch"
+
+
+def tagged_source(page, tag):
+    """The code of a page's cells tagged ``tag``, joined."""
+    return "\n\n\n".join(
+        cell.source.strip("\n") for cell in read_notebook(PART1 / page).cells
+        if cell.cell_type == "code" and tag in cell.metadata.get("tags", []))
+
+
+def load(page, tag):
+    """Run a page's cells tagged ``tag``; return what they define."""
+    namespace = {"__name__": f"{page}:{tag}"}
+    exec(compile(tagged_source(page, tag), f"{page}[{tag}]", "exec"), namespace)
+    return namespace
+
+
+ENGINE_CELLS = [("forward-mode-dual-numbers.md", "engine"),
+           ("reverse-mode-by-hand.md", "engine"),
+           ("reverse-mode-by-hand.md", "engine-tape")]
+DUAL, VAR, TAPE = (load(page, tag) for page, tag in ENGINE_CELLS)
+
+
+def test_the_engine_copies_equal_the_originals():
+    copies = {}
+    for cell in read_notebook(PART1 / "forward-vs-reverse.md").cells:
+        first, _, rest = cell.source.partition("\n")
+        if cell.cell_type == "code" and first.startswith("# Copied from "):
+            page, tag = first.removeprefix("# Copied from ").rstrip(".") \
+                .split(", cells tagged ")
+            copies[page, tag] = rest
+    assert set(copies) == set(ENGINE_CELLS)
+    for (page, tag), source in copies.items():
+        assert source.strip() == tagged_source(page, tag).strip(), (
+            f"forward-vs-reverse.md's copy of {page} ({tag}) differs from "
+            "the original: copy the cells again")
 
 UNARY = ["sin", "cos", "tan", "exp", "log", "neg"]
 BINARY = {

@@ -29,7 +29,9 @@ from pathlib import Path
 
 import pytest
 
-from book_pages import BOOK, ROOT
+from tools.pages import ROOT
+
+BOOK = ROOT / "book"
 from myst_source import call_name, Block, Page, parse, python_tree, read_page
 
 CHECK_CALL = re.compile(r"^assert|close$|equal$")  # assert_close, isclose, allclose, torch.equal ...

@@ -21,7 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from book_pages import BOOK, ROOT
+from tools.pages import ROOT
+
+BOOK = ROOT / "book"
 from myst_source import call_name, Page, parse, python_tree, read_page, without_code
 
 # A decimal number with three or more digits after the point, not part of a
