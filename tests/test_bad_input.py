@@ -67,7 +67,7 @@ BUILD_MESSAGES = {
                                 "it raised nothing"),
     "another-type.md": (24, "code cell expects ZeroDivisionError but raised "
                             "KeyError: 'total'"),
-    "missing-label.md": (30, "undefined label: 'no-such-page'"),
+    "missing-label.md": (31, "undefined label: 'no-such-page'"),
 }
 TEST_MESSAGES = {
     "syntax.md": "code cell 1 (line 20 of {page}): 'print(total * 2' failed "

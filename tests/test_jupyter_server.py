@@ -26,13 +26,13 @@ import urllib.parse
 import jupytext
 import pytest
 
-from book_pages import ROOT, notebook_pages
+from tools.pages import ROOT, notebook_pages
 from launch_helpers import JupyterLab, KernelChannel
 
 PAGES = notebook_pages()
-# The page the kernel runs: the one that needs most from Binder's environment,
-# since it reads its sibling pages with jupytext from the kernel's working folder.
-RUN_PAGE = ROOT / "book" / "part1-from-scratch" / "forward-vs-reverse.md"
+# The page the kernel runs: a Part II page, with torch, errors shown on
+# purpose and an exercise.
+RUN_PAGE = ROOT / "book" / "part2-pytorch" / "autograd-basics.md"
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,8 @@ check what those services would be given:
   equations is the book's. That it is current and runs is
   tests/test_learner_notebooks.py; that JupyterLab opens it is
   tests/test_jupyter_server.py.
-- The download button gives a plain notebook whose code is the page's (which
-  tests/test_pages.py runs), except where the engines of other pages are
-  copied in: those downloads are run here, in an empty folder.
+- The download button gives a plain notebook whose code is the page's
+  (which tests/test_pages.py runs), with its outputs.
 - Binder's environment (binder/) asks for versions the book supports, and a
   CPU-only PyTorch.
 - The GitHub workflows pass actionlint, run .ci/run on pushes and pull
@@ -28,19 +27,21 @@ import sys
 import urllib.parse
 from pathlib import Path
 
-import jupytext
 import nbformat
 import pytest
 import yaml
 from packaging.requirements import Requirement
 
-from book_pages import ROOT, notebook_pages, page_id, read_front_matter
-from launch_helpers import NotebookRunError, run_notebook
-
-sys.path.insert(0, str(ROOT))
-from tools import learner_notebooks as learner  # noqa: E402
+from tools import learner_notebooks as learner
+from tools.pages import ROOT, notebook_pages, read_notebook
 
 PAGES = notebook_pages()
+
+
+def page_id(page: Path) -> str:
+    return page.name
+
+
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 REPOSITORY = CONFIG["repository"]["url"].rstrip("/")
 ORG, REPO = REPOSITORY.split("github.com/")[1].split("/")[:2]
@@ -88,14 +89,9 @@ def test_colab_and_binder_buttons_open_the_learner_notebook(built_book, page):
         nbformat.validate(nbformat.read(path, as_version=4))
 
 
-@pytest.mark.parametrize("page", PAGES, ids=page_id)
-def test_learner_notebook_numbers_things_as_the_book_does(built_book, page):
-    html = page_html(built_book, page)
-    path = learner.learner_path(page)
-    assert path.exists(), f"{path.relative_to(ROOT)} is missing: run `{learner.COMMAND}`"
-    notebook = nbformat.read(path, as_version=4)
-    markdown = "\n".join(c.source for c in notebook.cells if c.cell_type == "markdown")
-    found = {
+def numbers(html: str, markdown: str) -> dict:
+    """kind -> (numbers in the page's HTML, numbers in a notebook's Markdown)."""
+    return {
         "exercises": (re.findall(r'<span class="caption-number">Exercise (\d+)', html)
                       or re.findall(r'class="admonition-title">Exercise (\d+)', html),
                       re.findall(r"\*\*Exercise (\d+)", markdown)),
@@ -104,11 +100,32 @@ def test_learner_notebook_numbers_things_as_the_book_does(built_book, page):
         "equations": (re.findall(r'<span class="eqno">\((\d+)\)', html),
                       re.findall(r"\\tag\{(\d+)\}", markdown)),
     }
-    for kind, (in_book, in_notebook) in found.items():
-        assert in_book == in_notebook, (
-            f"{page.name}: {kind} are numbered {in_book} in the book but {in_notebook} in its learner "
-            f"notebook. Run `{learner.COMMAND}`; if that does not help, the numbering in "
+
+
+def markdown_of(notebook) -> str:
+    return "\n".join(c.source for c in notebook.cells if c.cell_type == "markdown")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=page_id)
+def test_notebooks_number_things_as_the_book_does(built_book, page):
+    """The download numbers exercises, figures and equations as the page
+    does; the learner notebook too, less what the solutions it drops hold."""
+    html = page_html(built_book, page)
+    path = learner.learner_path(page)
+    assert path.exists(), f"{path.relative_to(ROOT)} is missing: run `{learner.COMMAND}`"
+    hint = (f"Run `{learner.COMMAND}`; if that does not help, the numbering in "
             "tools/learner_notebooks.py (Book) no longer follows Sphinx's.")
+    learner_numbers = numbers(html, markdown_of(nbformat.read(path, as_version=4)))
+    download_numbers = numbers(html, markdown_of(download(built_book, page)[1]))
+    for kind, (in_book, in_download) in download_numbers.items():
+        assert in_book == in_download, (
+            f"{page.name}: {kind} are numbered {in_book} in the book but "
+            f"{in_download} in its download. {hint}")
+        in_learner = learner_numbers[kind][1]
+        assert set(in_learner) <= set(in_book) and in_learner == sorted(
+            in_learner, key=in_book.index), (
+            f"{page.name}: {kind} are numbered {in_learner} in its learner "
+            f"notebook, but {in_book} in the book. {hint}")
 
 
 # --- Download ------------------------------------------------------------------------------
@@ -136,29 +153,12 @@ def test_download_is_a_plain_notebook_of_the_page(built_book, page):
             problems.append(f"cell {index} imports jupytext, which Colab and a bare Jupyter lack")
     if not any(c.get("outputs") for c in notebook.cells if c.cell_type == "code"):
         problems.append("has no outputs: it is not the executed page")
-    # Apart from engine cells copied from other pages, the code is the page's,
-    # solutions included, so tests/test_pages.py runs it.
-    copied = f"%%{learner.ENGINE_MAGIC} "
-    code = [c.source for c in notebook.cells if c.cell_type == "code" and not c.source.startswith(copied)]
-    page_code = [c.source for c in jupytext.read(page).cells if c.cell_type == "code"]
-    if not read_front_matter(page).get("depends_on") and code != page_code:
+    # The code is the page's, solutions included, so tests/test_pages.py runs it.
+    code = [c.source for c in notebook.cells if c.cell_type == "code"]
+    page_code = [c.source for c in read_notebook(page).cells if c.cell_type == "code"]
+    if code != page_code:
         problems.append("its code cells differ from the page's")
     assert not problems, f"{page.name}'s download:\n  " + "\n  ".join(problems)
-
-
-DEPENDENT = [p for p in PAGES if read_front_matter(p).get("depends_on")]
-
-
-@pytest.mark.parametrize("page", DEPENDENT, ids=page_id)
-def test_download_of_a_page_that_loads_other_pages_runs_on_its_own(built_book, page, tmp_path):
-    _, notebook = download(built_book, page)
-    try:
-        run_notebook(notebook, tmp_path, f"{page.name} (download)")
-        problem = None
-    except NotebookRunError as error:
-        problem = str(error)
-    if problem:
-        pytest.fail(problem, pytrace=False)  # outside `except`: no chained traceback
 
 
 # --- Binder's environment ---------------------------------------------------------------------

@@ -11,20 +11,24 @@ and to the end with the page's own solutions put in place of the stubs.
 
 from __future__ import annotations
 
-import difflib
 import re
 import sys
 
 import nbformat
 import pytest
 
-from book_pages import PAGE_FRONT_MATTER, ROOT, notebook_pages, page_id
+from book_pages import PAGE_FRONT_MATTER
 from launch_helpers import NotebookRunError, run_learner_notebook
-
-sys.path.insert(0, str(ROOT))
-from tools import learner_notebooks as learner  # noqa: E402
+from tools import learner_notebooks as learner
+from tools.pages import ROOT, notebook_pages
 
 PAGES = notebook_pages()
+
+
+def page_id(page):
+    return page.name
+
+
 REGENERATE = f"Make the learner notebooks again with:\n  {learner.COMMAND}"
 MACHINE_PATH = re.compile(r"(/work/|/root/|/home/|/tmp/|/Users/|site-packages|[A-Z]:\\\\)")
 MYST_LEFTOVER = re.compile(r"(?<!`)\{[a-z][\w:-]*\}`|^\s*(```+|:::+)\{|^\([\w.-]+\)=\s*$|^:label:", re.M)
@@ -32,7 +36,7 @@ MYST_LEFTOVER = re.compile(r"(?<!`)\{[a-z][\w:-]*\}`|^\s*(```+|:::+)\{|^\([\w.-]
 
 @pytest.fixture(scope="module")
 def book():
-    return learner.Book()
+    return learner.current_book()
 
 
 def committed(page):
@@ -42,21 +46,13 @@ def committed(page):
 
 
 @pytest.mark.parametrize("page", PAGES, ids=page_id)
-def test_learner_notebook_is_current(page, book):
-    path = committed(page)
-    try:
-        expected, problem = learner.render(learner.learner_notebook(page, book)), None
-    except learner.ConversionError as error:
-        expected, problem = None, f"the learner notebook of {page.name} cannot be made: {error}"
-    if problem:
-        pytest.fail(problem, pytrace=False)
-    actual = path.read_text(encoding="utf-8")
-    if actual != expected:
-        diff = "".join(list(difflib.unified_diff(
-            actual.splitlines(keepends=True), expected.splitlines(keepends=True),
-            f"{path.relative_to(ROOT)} (committed)", "made from the page now", n=1))[:60])
-        pytest.fail(f"{path.relative_to(ROOT)} is out of date with {page.name}. {REGENERATE}\n{diff}",
-                    pytrace=False)
+def test_learner_notebook_is_current(page, book, cache):
+    """The committed notebook is what the page makes now (glued numbers may
+    differ by float noise: another CPU made it)."""
+    committed(page)
+    stale = learner.stale_notebooks([page], book)
+    assert not stale, "\n".join(f"{path.relative_to(ROOT)} {why}"
+                                for path, why in stale) + f"\n{REGENERATE}"
 
 
 @pytest.mark.parametrize("page", PAGES, ids=page_id)
@@ -151,19 +147,14 @@ BIB = """\
 """
 
 
-def write_book(root, one: str, two: str, two_front: str = "", reference_cells=None):
+def write_book(root, one: str, two: str):
     (root / "book").mkdir()
     (root / "_config.yml").write_text(CONFIG)
     (root / "_toc.yml").write_text(TOC)
     (root / "book" / "references.bib").write_text(BIB)
     (root / "book" / "intro.md").write_text("(intro)=\n# Intro\n")
-    (root / "book" / "one.md").write_text(FRONT.format(extra="") + one)
-    (root / "book" / "two.md").write_text(FRONT.format(extra=two_front) + two)
-    if reference_cells is not None:
-        (root / "tests" / "references").mkdir(parents=True)
-        nbformat.write(nbformat.from_dict({"nbformat": 4, "nbformat_minor": 4, "metadata": {},
-                                           "cells": reference_cells}),
-                       root / "tests" / "references" / "two.ipynb")
+    (root / "book" / "one.md").write_text(FRONT + one)
+    (root / "book" / "two.md").write_text(FRONT + two)
     return learner.Book(root)
 
 
@@ -173,13 +164,6 @@ PAGE_ONE = """
 
 (one-section)=
 ## A section
-
-```{code-cell} ipython3
-:tags: [engine]
-
-def double(x):
-    return 2 * x
-```
 
 $$
 y = 2x
@@ -208,11 +192,19 @@ $$
 z = 3
 $$ (eq-two)
 
-```{image} pic.png
-:alt: A picture
+```{code-cell} ipython3
+:tags: [remove-cell]
+
+try:
+    from myst_nb import glue
+except ModuleNotFoundError:
+    def glue(name, value, display=True):
+        pass
 ```
 
 ```{code-cell} ipython3
+:tags: [TAGS]
+
 glue("two_value", 3.14159, display=False)
 ```
 
@@ -260,11 +252,7 @@ assert answer == 42
 
 
 def test_conversion_of_a_small_page(tmp_path):
-    reference = [{"cell_type": "code", "execution_count": None, "metadata": {},
-                  "source": 'glue("two_value", 3.14159, display=False)',
-                  "outputs": [{"output_type": "display_data", "metadata": {"glue": "two_value"},
-                               "data": {"application/papermill.record/text/plain": "3.14159"}}]}]
-    book = write_book(tmp_path, PAGE_ONE, PAGE_TWO, reference_cells=reference)
+    book = write_book(tmp_path, PAGE_ONE, PAGE_TWO.replace("TAGS", "remove-cell"))
     notebook = learner.learner_notebook(tmp_path / "book" / "two.md", book)
     markdown = "\n".join(c.source for c in notebook.cells if c.cell_type == "markdown")
     code = [c.source for c in notebook.cells if c.cell_type == "code"]
@@ -276,7 +264,6 @@ def test_conversion_of_a_small_page(tmp_path):
     assert "Inline code `{ref}` stays." in markdown
     assert "> **Note**\n>\n> Be careful with (2)." in markdown
     assert "$$\nz = 3\n\\tag{2}\n$$" in markdown
-    assert "![A picture](https://raw.githubusercontent.com/Some-Org/some-book/main/book/pic.png)" in markdown
     assert "**Fig. 1.** A figure of (2)." in markdown
     assert "**Exercise 2 (Counting)**" in markdown and "```python\nanswer = ...\n```" in markdown
     assert "Secret explanation" not in markdown and "Solution to" not in markdown
@@ -288,68 +275,23 @@ def test_conversion_of_a_small_page(tmp_path):
 
 
 def test_measured_values_are_marked_not_invented(tmp_path):
-    reference = [{"cell_type": "code", "execution_count": None, "metadata": {},
-                  "source": 'glue("two_value", 3.14159, display=False)',
-                  "outputs": [{"output_type": "display_data", "metadata": {"glue": "two_value"},
-                               "data": {"application/papermill.record/text/plain": "<MEASURED>"}}]}]
-    book = write_book(tmp_path, PAGE_ONE, PAGE_TWO, reference_cells=reference)
+    book = write_book(tmp_path, PAGE_ONE,
+                      PAGE_TWO.replace("TAGS", "remove-cell, timing"))
     markdown = "\n".join(c.source for c in learner.learner_notebook(tmp_path / "book" / "two.md", book).cells
                          if c.cell_type == "markdown")
     assert f"found {learner.MEASURED};" in markdown and learner.MEASURED_NOTE in markdown
 
 
-def test_a_missing_glue_value_names_the_command(tmp_path):
-    book = write_book(tmp_path, PAGE_ONE, PAGE_TWO)
-    with pytest.raises(learner.ConversionError, match=r"(?s)no stored value for glue 'two_value'.*--update-references"):
+def test_a_missing_glue_value_is_refused(tmp_path):
+    book = write_book(tmp_path, PAGE_ONE, PAGE_TWO.replace(
+        "TAGS", "remove-cell").replace('glue("two_value"', 'glue("other"'))
+    with pytest.raises(learner.ConversionError, match=r"glues no value 'two_value'"):
         learner.learner_notebook(tmp_path / "book" / "two.md", book)
 
 
 def test_an_unknown_directive_is_refused(tmp_path):
     book = write_book(tmp_path, PAGE_ONE, "# Two\n\n```{mermaid}\ngraph\n```\n")
     with pytest.raises(learner.ConversionError, match=r"book/two.md: directive \{mermaid\}"):
-        learner.learner_notebook(tmp_path / "book" / "two.md", book)
-
-
-LOADER_PAGE = """
-# Two
-
-```{code-cell} ipython3
-from pathlib import Path
-
-import jupytext
-
-
-def load_engine(page, tag="engine"):
-    cells = jupytext.read(Path(page)).cells
-    namespace = {}
-    exec("\\n\\n".join(c.source for c in cells if tag in c.metadata.get("tags", [])), namespace)
-    return namespace
-
-
-one = load_engine("one.md")
-```
-
-```{code-cell} ipython3
-assert one["double"](3) == 6
-```
-"""
-
-
-def test_engines_are_inlined_and_run_without_the_other_page(tmp_path):
-    book = write_book(tmp_path, PAGE_ONE, LOADER_PAGE, two_front="depends_on:\n  - one.md\n")
-    notebook = learner.learner_notebook(tmp_path / "book" / "two.md", book)
-    code = "\n".join(c.source for c in notebook.cells if c.cell_type == "code")
-    assert "%%engine_cell one.md engine\ndef double(x):" in code
-    assert "jupytext" not in code and "Path" not in code
-    assert 'ENGINE_CELLS[(page, tag)]' in code and 'one = load_engine("one.md")' in code
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    run_learner_notebook(notebook, [], empty, "two.ipynb")  # the assert in the last cell passes
-
-
-def test_engines_must_be_declared_in_depends_on(tmp_path):
-    book = write_book(tmp_path, PAGE_ONE, LOADER_PAGE)
-    with pytest.raises(learner.ConversionError, match=r"depends_on"):
         learner.learner_notebook(tmp_path / "book" / "two.md", book)
 
 

@@ -52,13 +52,13 @@ def execute_in_parallel(app, env, docnames: list[str]) -> None:
             pass  # reported when Sphinx reads the page
     if not notebooks:
         return
-    result = execution.execute(notebooks, Path(env.mystnb_config
-                                               .execution_cache_path),
-                               env.mystnb_config.execution_timeout)
-    failed = len(result["excepted"] + result["errored"])
-    if result["succeeded"] or failed:
-        logger.info(f"[execution] {len(result['succeeded'])} page(s) executed"
-                    f" in parallel, {failed} failed (MyST-NB executes those "
+    outcome = execution.execute(
+        notebooks, Path(env.mystnb_config.execution_cache_path),
+        env.mystnb_config.execution_timeout)
+    failed = sum(error is not None for error in outcome.values())
+    if outcome:
+        logger.info(f"[execution] {len(outcome) - failed} page(s) executed in"
+                    f" parallel, {failed} failed (MyST-NB executes those "
                     "again and reports the error)")
 
 
@@ -119,7 +119,7 @@ def check_cells(app, doctree: nodes.document) -> None:
 
 
 def rewrite_download(app, pagename, templatename, context, doctree) -> None:
-    from tools.learner_notebooks import ConversionError, download_notebook
+    from tools.learner_notebooks import current_book, download_notebook
 
     source = context.get("ipynb_source")
     copy = Path(app.outdir) / "_sources" / source if source else None
@@ -131,8 +131,9 @@ def rewrite_download(app, pagename, templatename, context, doctree) -> None:
     if failure:
         return  # MyST-NB has reported the failed page
     try:
-        nbformat.write(download_notebook(page, notebook), copy)
-    except ConversionError as error:
+        book = current_book(Path(app.srcdir))
+        nbformat.write(download_notebook(page, notebook, book), copy)
+    except Exception as error:  # noqa: BLE001  a broken page elsewhere, say
         logger.warning(f"the download notebook cannot be made: {error}",
                        location=pagename, type="book", subtype="download")
 

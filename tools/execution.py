@@ -2,8 +2,9 @@
 
 MyST-NB (``execute_notebooks: cache``) keeps executed pages in jupyter-cache
 and executes a page when its code is not there, one page after the other.
-``execute`` fills the same cache first with jupyter-cache's own parallel
-executor, so that Sphinx then finds every page there; the page tests read
+``execute`` fills the same cache first, several pages at a time, with
+jupyter-cache's own execution function and caching call (the ones MyST-NB
+uses), so that Sphinx then finds every page there; the page tests read
 their executions from it (``executed``).
 
 The cache lives in ``_build/.jupyter_cache/<environment key>/``. The key is a
@@ -29,16 +30,17 @@ import platform
 import shutil
 from pathlib import Path
 
+from concurrent.futures import ProcessPoolExecutor
+
 import nbformat
 from jupyter_cache import get_cache
-from jupyter_cache.executors import load_executor
+from jupyter_cache.base import CacheBundleIn
+from jupyter_cache.executors.utils import single_nb_execution
 
 from tools.pages import ROOT, read_notebook
 
 KERNEL_ENV = {"OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
 KERNEL_CONFIG = '{"IPKernelApp": {"log_level": "ERROR"}}\n'
-# jupyter-cache reads pages with MyST-NB's reader, as MyST-NB does.
-READER = {"name": "myst_nb_md", "type": "plugin"}
 TIMEOUT = 300  # seconds per cell, as execute.timeout in _config.yml
 
 
@@ -69,37 +71,54 @@ def cache_path(build: Path = ROOT / "_build") -> Path:
     return path
 
 
-def execute(pages: list[Path], cache: Path, timeout: int = TIMEOUT) -> dict:
-    """Execute, in parallel, the pages whose code is not in ``cache``.
+def run(job: tuple[Path, nbformat.NotebookNode, int]) -> tuple:
+    """Execute one page in a fresh kernel, in its own folder, as MyST-NB
+    does: (notebook with outputs, seconds, error text or None)."""
+    page, notebook, timeout = job
+    result = single_nb_execution(notebook, cwd=str(page.parent),
+                                 timeout=timeout, allow_errors=False)
+    return notebook, result.time, result.exc_string if result.err else None
 
-    Returns jupyter-cache's result: lists of the pages that ``succeeded``,
-    ``excepted`` (a cell raised: not cached, the traceback is kept) and
-    ``errored`` (the execution itself broke).
-    """
-    # Kernels inherit this process's environment.
+
+def execute(pages: list[Path], cache: Path, timeout: int = TIMEOUT) -> dict:
+    """Execute, in parallel, the pages whose code is not in ``cache``, and
+    cache those that succeed. Returns {page: error text or None}."""
     os.environ.update(kernel_environment(cache.parent.parent))
     store = get_cache(str(cache))
-    uris = [str(page) for page in pages]
-    for uri in uris:
-        store.add_nb_to_project(uri, read_data=READER)
-    executor = load_executor("local-parallel", store)
-    result = executor.run_and_cache(filter_uris=uris, timeout=timeout)
-    return {"succeeded": result.succeeded, "excepted": result.excepted,
-            "errored": result.errored}
+    jobs = []
+    for page in pages:
+        notebook = read_notebook(page)
+        try:
+            store.match_cache_notebook(notebook)
+        except KeyError:
+            jobs.append((page, notebook, timeout))
+    if not jobs:
+        return {}
+    # Kernels do the work; one process a core keeps one kernel a core busy.
+    # The results are cached here, one after the other: jupyter-cache 1.0.1's
+    # own parallel executor caches from its workers, and two workers that
+    # cache at once can delete each other's records (truncate_caches).
+    with ProcessPoolExecutor(min(len(jobs), os.cpu_count() or 1)) as pool:
+        results = list(pool.map(run, jobs))
+    outcome = {}
+    for (page, _, _), (notebook, seconds, error) in zip(jobs, results):
+        outcome[page] = error
+        if error is None:
+            store.cache_notebook_bundle(
+                CacheBundleIn(notebook, str(page),
+                              data={"execution_seconds": seconds}),
+                check_validity=False, overwrite=True)
+    return outcome
 
 
 def executed(page: Path, cache: Path) -> tuple[nbformat.NotebookNode, str]:
-    """The page's notebook with its cached outputs, and '' ; or the notebook
-    without outputs and the traceback of its failed execution."""
-    store = get_cache(str(cache))
+    """The page's notebook with its cached outputs and ''. A page that is
+    not cached is executed now; if it fails: the notebook and the error."""
     notebook = read_notebook(page)
     try:
-        _, merged = store.merge_match_into_notebook(notebook)
-        return merged, ""
+        return get_cache(str(cache)).merge_match_into_notebook(notebook)[1], ""
     except KeyError:
-        pass
-    try:
-        traceback = store.get_project_record(str(page)).traceback
-    except KeyError:
-        traceback = None
-    return notebook, traceback or f"{page.name} was not executed"
+        error = execute([page], cache).get(page)
+    if error:
+        return notebook, error
+    return executed(page, cache)

@@ -43,28 +43,23 @@ from pathlib import Path
 import nbformat
 import yaml
 from docutils.parsers.rst.directives.misc import TestDirective
-from markdown_it.renderer import RendererHTML
+from myst_nb.core.read import MystMetadataParsingError
 from myst_nb.core.variables import format_plain_text
 from myst_nb.ext.glue import extract_glue_data_cell
-from myst_parser.config.main import MdParserConfig
 from myst_parser.parsers.directives import parse_directive_text
-from myst_parser.parsers.mdit import create_md_parser
 from pybtex.database import parse_file
 from pybtex.plugin import find_plugin
 from pybtex.richtext import Text
 
 from tools import execution
 from tools.outputs import MEASURED_TAGS, same_text
-from tools.pages import ROOT, notebook_pages, read_notebook, toc_files
+from tools.pages import (ROOT, markdown_parser, notebook_pages, read_notebook,
+                         toc_files)
 
 COMMAND = "python -m tools.learner_notebooks"
 STUB = "# YOUR CODE HERE\nraise NotImplementedError()"
 # Colab has these and the standard library; the first cell installs anything else.
 PREINSTALLED = {"torch", "numpy", "matplotlib", "IPython"}
-# The book's Markdown parser, with the MyST extensions that _config.yml enables.
-PARSE = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))["parse"]
-MARKDOWN = create_md_parser(MdParserConfig(
-    enable_extensions=set(PARSE["myst_enable_extensions"])), RendererHTML)
 ADMONITIONS = {name: name.title() for name in (
     "attention", "caution", "danger", "error", "hint", "important", "note", "tip", "warning")}
 ADMONITIONS |= {"seealso": "See also"} | dict.fromkeys(
@@ -131,7 +126,11 @@ class Book:
         self.numbers: dict[tuple[Path, str], list[int]] = {}  # each page's, in page order
         self.counters = {"exercise": 0, "figure": 0, "equation": 0}
         for page in toc_files(root):
-            for cell in read_notebook(page).cells:
+            try:
+                cells = read_notebook(page).cells
+            except (OSError, MystMetadataParsingError):
+                continue  # the build reports a missing or broken page
+            for cell in cells:
                 if cell.cell_type == "code" and figure_of(cell):
                     self.count(page, "figure", figure_of(cell).get("name"))
                 elif cell.cell_type == "markdown":
@@ -139,7 +138,7 @@ class Book:
 
     def scan(self, page: Path, text: str) -> None:
         """Record the title, labels and numbered things of a piece of a page's Markdown."""
-        tokens = MARKDOWN.parse(text)
+        tokens = markdown_parser().parse(text)
         for i, token in enumerate(tokens):
             following = tokens[i + 1] if i + 1 < len(tokens) else token
             if token.type == "heading_open" and token.tag == "h1":
@@ -302,7 +301,7 @@ class Conversion:
     def markdown(self, text: str) -> str:
         """MyST Markdown as plain Markdown: each top-level block that needs it replaced."""
         lines: list[str | None] = text.split("\n")
-        for token, roles in top_level_blocks(MARKDOWN.parse(text)):
+        for token, roles in top_level_blocks(markdown_parser().parse(text)):
             start, end = token.map
             end += token.type == "amsmath"  # its map ends on its last line, not after it
             source = "\n".join(lines[start:end])
@@ -602,7 +601,7 @@ def solutions(page: Path) -> list[tuple[str, list[str]]]:
         if cell.cell_type == "code" and current is not None:
             current[1].append(cell.source)
         elif cell.cell_type == "markdown":
-            for directive in filter(None, map(directive_of, MARKDOWN.parse(cell.source))):
+            for directive in filter(None, map(directive_of, markdown_parser().parse(cell.source))):
                 if directive.name == "solution-start":
                     current = (directive.argument, [])
                     found.append(current)
