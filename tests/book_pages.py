@@ -15,7 +15,8 @@ from pathlib import Path
 import nbformat
 from filelock import FileLock
 
-from tools import execution, outputs, pages
+import stored_outputs as outputs
+from tools import execution, pages
 from tools.pages import ROOT
 
 BUILD = ROOT / "_build"

@@ -20,7 +20,8 @@ from pathlib import Path
 from nbclient import NotebookClient
 
 from book_pages import PAGE_FRONT_MATTER, ensure_executed, last_line
-from tools import execution, outputs, pages
+import stored_outputs as outputs
+from tools import execution, pages
 
 PAGE = pages.ROOT / "book" / "part2-pytorch" / "differentiating-randomness.md"
 

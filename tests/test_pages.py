@@ -3,7 +3,7 @@
 A page fails on an unexpected error (a failed assertion or exercise
 self-check included), on a ``raises-exception`` cell that no longer raises
 the error it names, and on a change of its printed outputs beyond float
-noise (``tools/outputs.py``).
+noise (``tools/outputs.py``, ``tests/stored_outputs.py``).
 """
 
 import copy
@@ -13,7 +13,7 @@ import nbformat
 import pytest
 
 from book_pages import page_problems, reference_path, write_reference
-from tools import outputs
+import stored_outputs as outputs
 from tools.pages import notebook_pages
 
 PAGES = notebook_pages()

@@ -218,12 +218,8 @@ def glue_values(notebook, mask_measured: bool) -> dict[str, str]:
 
 
 def page_glue(page: Path, root: Path) -> dict[str, str]:
-    """The values a page glues, from its run in the execution cache (run first if needed)."""
-    cache = execution.cache_path(root / "_build")
-    notebook, error = execution.executed(page, cache)
-    if error:
-        execution.execute([page], cache)
-        notebook, error = execution.executed(page, cache)
+    """The values a page glues, from its run in the execution cache."""
+    notebook, error = execution.executed(page, execution.cache_path(root / "_build"))
     if error:
         raise ConversionError(f"the page fails when it runs, so its glued values are unknown:"
                               f"\n{error}")
