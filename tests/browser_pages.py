@@ -200,10 +200,13 @@ RAW_TEX = [
     (re.compile(r"\\[A-Za-z]{2,}"), "a TeX command"),
     (re.compile(r"(?<![\w$])\$[^$\s][^$\n]{0,200}?\$(?![\w$])"), "$...$"),
 ]
-# An error shown on purpose: one line, "ExceptionType: message" (or only
+# An error shown on purpose starts with "ExceptionType: message" (or only
 # "ExceptionType" when the exception has no message).
 SHORT_ERROR = re.compile(r"^(?P<type>[A-Za-z_][\w.]*)(: \S.*)?$")
 LONG_ERROR_SIGNS = ("Traceback (most recent call last)", 'File "', "Cell In[", "site-packages", "----> ")
+# An error's message may carry data (gradcheck prints the two Jacobians), but
+# no traceback: its first line is `ExceptionType: message`, and it is short.
+MAX_ERROR_LINES = 12
 IMAGE_FILE = re.compile(r"\.(png|svg|jpe?g|gif|webp)$", re.I)
 MIN_ALT_WORDS = 5  # a figure's alt text describes it; a logo's may be two words
 
@@ -241,10 +244,11 @@ def error_problems(tracebacks: list[str], expected: list[str]) -> list[str]:
     shown = []
     for text in tracebacks:
         lines = text.splitlines()
-        match = SHORT_ERROR.match(lines[0]) if len(lines) == 1 else None
+        match = SHORT_ERROR.match(lines[0]) if 0 < len(lines) <= MAX_ERROR_LINES else None
         if match is None or any(sign in text for sign in LONG_ERROR_SIGNS):
             problems.append(
-                "an error shown on purpose is not one 'ExceptionType: message' line:\n    "
+                "an error shown on purpose does not start with an 'ExceptionType: message' line, "
+                "or carries a traceback:\n    "
                 + "\n    ".join(lines[:8]) + ("\n    ..." if len(lines) > 8 else "")
             )
         shown.append(match.group("type").rsplit(".", 1)[-1] if match else "?")

@@ -14,8 +14,9 @@ A page fails on:
 - an image without alt text, or one that did not load; a figure whose alt
   text is its file name (docutils' fallback when ``image: alt:`` is missing)
   or under five words; a cell's image that is not a figure with a caption;
-- an error shown on purpose that is more than ``ExceptionType: message``, or
-  whose type is not the one its ``raises-exception`` cell names;
+- an error shown on purpose that does not start with ``ExceptionType:
+  message``, carries a traceback or runs over 12 lines, or whose type is
+  not the one its ``raises-exception`` cell names;
 - any serious or critical axe-core violation;
 - a page not showing the theme the system prefers.
 
