@@ -28,9 +28,8 @@ import importlib.metadata
 import os
 import platform
 import shutil
-from pathlib import Path
-
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import nbformat
 from jupyter_cache import get_cache
@@ -94,6 +93,7 @@ def execute(pages: list[Path], cache: Path, timeout: int = TIMEOUT) -> dict:
             jobs.append((page, notebook, timeout))
     if not jobs:
         return {}
+    jobs.sort(key=lambda job: -job[0].stat().st_size)  # long pages first
     # Kernels do the work; one process a core keeps one kernel a core busy.
     # The results are cached here, one after the other: jupyter-cache 1.0.1's
     # own parallel executor caches from its workers, and two workers that
