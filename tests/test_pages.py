@@ -14,7 +14,7 @@ import pytest
 
 from book_pages import page_problems, reference_path, write_reference
 import stored_outputs as outputs
-from tools.pages import notebook_pages
+from tools.pages import code_cells, notebook_pages, read_notebook
 
 PAGES = notebook_pages()
 UPDATE_HINT = ("If the change is intended, store the new outputs with\n"
@@ -58,3 +58,18 @@ def test_the_comparison_fails_a_change_in_the_4th_digit():
     assert outputs.difference(stored, noisy) == []
     wrong = changed(stored, r"2\.5794253\d*", "2.5798253")
     assert len(outputs.difference(stored, wrong)) == 1
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_timings_are_glued_from_timing_cells(page):
+    """A value measured in a cell tagged ``timing`` and glued in the next
+    (hidden) cell: that cell is tagged ``timing`` too, so the stored
+    outputs keep that the value is there, not the value."""
+    notebook = read_notebook(page)
+    code = [notebook.cells[i] for i in code_cells(notebook)]
+    untagged = [
+        after.source.splitlines()[0] for before, after in zip(code, code[1:])
+        if "timing" in before.metadata.get("tags", [])
+        and "glue(" in after.source
+        and "timing" not in after.metadata.get("tags", [])]
+    assert not untagged, f"{page.name}: tag these cells timing: {untagged}"
