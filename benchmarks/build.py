@@ -70,7 +70,8 @@ def executed(log: str) -> int:
 
 def build(book: Path, stock: bool) -> dict:
     options = [] if stock else ["-W", "-n", "--keep-going"]
-    seconds, log = run(["jupyter-book", "build", *options, "."], book)
+    jupyter_book = str(Path(sys.executable).with_name("jupyter-book"))
+    seconds, log = run([jupyter_book, "build", *options, "."], book)
     return {"seconds": seconds, "pages_executed": executed(log)}
 
 

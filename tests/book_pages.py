@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -21,8 +22,10 @@ from tools.pages import ROOT
 
 BUILD = ROOT / "_build"
 REFERENCES = ROOT / "tests" / "references"
-# README command (1), without its install step.
-BUILD_COMMAND = ["jupyter-book", "build", "-W", "-n", "--keep-going"]
+# README command (1), without its install step; the jupyter-book of the
+# Python that runs the tests (a virtual environment's, say).
+BUILD_COMMAND = [str(Path(sys.executable).with_name("jupyter-book")), "build",
+                 "-W", "-n", "--keep-going"]
 TAG = "raises-exception"
 
 
