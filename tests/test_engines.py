@@ -83,7 +83,12 @@ def check_domain(name, a, b=None):
         other = float(b.detach()) if isinstance(b, torch.Tensor) else float(b)
         if name == "truediv" and abs(other) < 0.3:
             raise OutOfDomain
-        if name == "pow" and (value < 0.3 or abs(other) > 4):
+        # A constant integer exponent is fine for any base (x**0 too);
+        # otherwise PyTorch's gradient is finite only for a base > 0.
+        integer_power = (not isinstance(b, torch.Tensor)
+                         and float(other).is_integer() and 0 <= other <= 3)
+        if name == "pow" and not integer_power and (
+                value < 0.3 or abs(other) > 4):
             raise OutOfDomain
 
 
@@ -179,7 +184,10 @@ def assert_matches_torch(engine, tree, point):
 
 
 inputs = st.integers(0, N_INPUTS - 1).map(lambda i: ("x", i))
-constants = st.floats(0.5, 2.0).map(lambda c: ("const", round(c, 3)))
+constants = st.one_of(
+    st.floats(0.5, 2.0).map(lambda c: ("const", round(c, 3))),
+    st.sampled_from([0.0, 1.0, 2.0, 3.0]).map(lambda c: ("const", c)),
+)
 leaves = st.one_of(inputs, inputs, constants)
 trees = st.recursive(
     leaves,
@@ -219,3 +227,129 @@ OPERATOR_CASES = [(name, (name, X)) for name in UNARY] + [
 @given(point=points)
 def test_every_operator_matches_pytorch(engine, case, point):
     assert_matches_torch(engine, case, point)
+
+
+def slope(engine, f, a):
+    """Value and derivative of a one-input function f at a, by engine."""
+    if engine == "DualNumber":
+        z = f(DUAL["DualNumber"](a, 1.0))
+        return z.value, z.dvalue
+    if engine == "Var":
+        x = VAR["Var"](a)
+        z = f(x)
+        z.grad_value = 1.0
+        return z.value, x.grad()
+    x = TAPE["Node"](a)
+    z = f(x)
+    z.backward()
+    return z.value, x.grad
+
+
+def torch_slope(f, a):
+    x = torch.tensor(a, dtype=torch.float64, requires_grad=True)
+    z = f(x)
+    (g,) = torch.autograd.grad(z, x)
+    return z.item(), g.item()
+
+
+def abs_if(x):
+    if x < 0:
+        return -x
+    return x
+
+
+ENGINE_TYPES = {"DualNumber": DUAL["DualNumber"], "Var": VAR["Var"],
+                "tape": TAPE["Node"]}
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_comparisons_look_at_the_value(engine):
+    make = ENGINE_TYPES[engine]
+    one, two = make(1.0), make(2.0)
+    assert one < two and one <= two and two > one and two >= one
+    assert not (one > two or one >= two or two < one or two <= one)
+    assert one < 2 and one <= 1 and one > 0 and one >= 1
+    assert 0 < one and 1 <= one and 2 > one and 1 >= one
+    assert not (one < 1 or one > 1)
+    assert max(one, two) is two and min(one, two) is one
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@settings(max_examples=50, deadline=None)
+@given(a=st.floats(-3.0, 3.0).filter(lambda a: abs(a) > 1e-3
+                                     and abs(a * a - 1) > 1e-3))
+def test_a_branch_on_the_value_matches_torch_abs(engine, a):
+    for f, reference in [
+        (abs_if, torch.abs),
+        (lambda x: x * abs_if(x * x - 1), lambda x: x * torch.abs(x * x - 1)),
+    ]:
+        got = slope(engine, f, a)
+        expected = torch_slope(reference, a)
+        assert math.isclose(got[0], expected[0], rel_tol=1e-12, abs_tol=1e-15)
+        assert math.isclose(got[1], expected[1], rel_tol=1e-12, abs_tol=1e-15)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_branch_taken_decides_the_slope_at_the_kink(engine):
+    assert slope(engine, abs_if, 0.0) == (0.0, 1.0)  # `x < 0` is false
+
+
+def power_grads(engine, a, b):
+    """Value and (d/da, d/db) of a ** b with both an engine number."""
+    if engine == "DualNumber":
+        make = DUAL["DualNumber"]
+        z_a = make(a, 1.0) ** make(b, 0.0)
+        z_b = make(a, 0.0) ** make(b, 1.0)
+        return z_a.value, z_a.dvalue, z_b.dvalue
+    if engine == "Var":
+        x, y = VAR["Var"](a), VAR["Var"](b)
+        z = x**y
+        z.grad_value = 1.0
+        return z.value, x.grad(), y.grad()
+    x, y = TAPE["Node"](a), TAPE["Node"](b)
+    z = x**y
+    z.backward()
+    return z.value, x.grad, y.grad
+
+
+def torch_power_grads(a, b):
+    x = torch.tensor(a, dtype=torch.float64, requires_grad=True)
+    y = torch.tensor(b, dtype=torch.float64, requires_grad=True)
+    z = x**y
+    gx, gy = torch.autograd.grad(z, (x, y))
+    return z.item(), gx.item(), gy.item()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("a, b", [(-2.0, 2.0), (-1.5, 3.0), (-0.7, 0.0),
+                                  (-3.0, 1.0), (0.0, 2.0), (0.0, 1.0),
+                                  (0.0, 0.0), (2.0, 0.0)])
+def test_a_base_at_most_zero_with_an_engine_exponent(engine, a, b):
+    value, d_base, d_exponent = power_grads(engine, a, b)
+    expected = torch_power_grads(a, b)
+    assert (value, d_base) == pytest.approx(expected[:2], rel=1e-12)
+    if math.isnan(expected[2]):  # PyTorch's choice for a base < 0
+        assert math.isnan(d_exponent)
+    else:
+        assert d_exponent == pytest.approx(expected[2], rel=1e-12)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("n", [0, 0.0, 1, 2, 3])
+@pytest.mark.parametrize("a", [0.0, -1.5, 1.25])
+def test_a_constant_integer_power_at_any_base(engine, a, n):
+    got = slope(engine, lambda x: x**n, a)
+    expected = torch_slope(lambda x: x**n, a)
+    assert got == pytest.approx(expected, rel=1e-12, abs=1e-15)
+
+
+signed_points = st.lists(st.floats(-1.6, 1.6), min_size=N_INPUTS,
+                         max_size=N_INPUTS)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@SETTINGS
+@given(tree=trees, n=st.sampled_from([0.0, 1.0, 2.0, 3.0]),
+       point=signed_points)
+def test_integer_powers_match_pytorch_for_any_base(engine, tree, n, point):
+    assert_matches_torch(engine, ("pow", tree, ("const", n)), point)
