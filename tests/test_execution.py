@@ -15,8 +15,11 @@ import os
 import re
 import subprocess
 from pathlib import Path
+from unittest import mock
 
+import nbformat
 import pytest
+from jupyter_cache.executors.utils import single_nb_execution
 
 from book_pages import (BUILD_COMMAND, PAGE_FRONT_MATTER, small_book,
                         strip_ansi, warnings)
@@ -91,3 +94,31 @@ def test_the_key_follows_every_installed_version(monkeypatch):
 def test_kernels_get_the_books_environment(tmp_path, name):
     assert execution.kernel_environment(tmp_path)[name] == \
         execution.KERNEL_ENV[name]
+
+
+def test_kernels_drop_only_the_shutdown_race_of_ipykernel(tmp_path):
+    code = """\
+import logging, zmq
+seen = []
+handler = logging.Handler()
+handler.emit = lambda record: seen.append(record.exc_info[0].__name__)
+logger = logging.getLogger("tornado.general")
+logger.addHandler(handler)
+for error in [zmq.ZMQError(zmq.ENOTSOCK), zmq.ZMQError(zmq.EAGAIN),
+              ValueError("a real error")]:
+    try:
+        raise error
+    except Exception:
+        logger.error("Uncaught exception in ZMQStream callback",
+                     exc_info=True)
+print(seen)
+"""
+    notebook = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell(code)])
+    env = {**os.environ, **execution.kernel_environment(tmp_path)}
+    with mock.patch.dict(os.environ, env):
+        result = single_nb_execution(notebook, cwd=str(tmp_path),
+                                     timeout=60, allow_errors=False)
+    assert result.err is None, result.exc_string
+    assert notebook.cells[0].outputs[0].text == \
+        "['ZMQError', 'ValueError']\n"

@@ -16,9 +16,8 @@ Caches of other environments are removed.
 Every kernel runs with ``kernel_environment()``: one thread, so that pages
 run in parallel do not fight over the cores; a fixed hash seed; and an
 IPython profile of the book's own, so that a contributor's IPython start-up
-files do not run in pages, and kernels log errors only (ipykernel 7 warns
-"Kernel is running over TCP without encryption" at every start; the kernel
-listens on 127.0.0.1 only).
+files do not run in pages, configured by ``tools/ipython_kernel_config.py``
+(kernels log errors only, and not ipykernel's shutdown race).
 """
 
 from __future__ import annotations
@@ -39,7 +38,7 @@ from jupyter_cache.executors.utils import single_nb_execution
 from tools.pages import ROOT, read_notebook
 
 KERNEL_ENV = {"OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
-KERNEL_CONFIG = '{"IPKernelApp": {"log_level": "ERROR"}}\n'
+KERNEL_CONFIG = Path(__file__).with_name("ipython_kernel_config.py")
 TIMEOUT = 300  # seconds per cell, as execute.timeout in _config.yml
 
 
@@ -55,7 +54,7 @@ def kernel_environment(build: Path = ROOT / "_build") -> dict:
     """The environment variables of every kernel that runs a page."""
     profile = build / "ipython" / "profile_default"
     profile.mkdir(parents=True, exist_ok=True)
-    (profile / "ipython_kernel_config.json").write_text(KERNEL_CONFIG)
+    shutil.copyfile(KERNEL_CONFIG, profile / KERNEL_CONFIG.name)
     return {**KERNEL_ENV, "IPYTHONDIR": str(profile.parent)}
 
 
