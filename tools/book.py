@@ -11,6 +11,8 @@
   ``raises-exception`` whether or not they raise).
 - The download button gives the page as a plain notebook that runs on its
   own, with outputs and solutions (``tools/learner_notebooks.py``).
+- Live cells (``tools/live.py``): Part I's pure-Python cells run and can
+  be edited in the browser, with Pyodide served by the site.
 - HTML fixes found by the browser tests: sphinx-thebe 0.3.1 registers its
   inline script late, and Sphinx 7.4 writes it twice ("Identifier
   'THEBE_JS_URL' has already been declared"); docutils' deprecated
@@ -158,6 +160,8 @@ def fix_html(app, pagename, templatename, context, doctree) -> None:
 
 
 def setup(app):
+    # Part I's cells run in the reader's browser (tools/live.py).
+    app.setup_extension("tools.live")
     # Before MyST-NB reads its configuration (builder-inited).
     app.connect("config-inited", use_environment_cache)
     app.connect("env-before-read-docs", execute_in_parallel)
