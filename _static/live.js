@@ -355,7 +355,9 @@ def _live_run(code, post, show):
         if (!selection.rangeCount) return;
         const range = selection.getRangeAt(0).cloneRange();
         range.setStart(this.pre, 0);
-        const before = range.toString();
+        const holder = document.createElement("div");
+        holder.append(range.cloneContents());
+        const before = codeOf(holder);
         const line = before.slice(before.lastIndexOf("\n") + 1);
         let indent = line.match(/^ */)[0];
         if (/:\s*(#.*)?$/.test(line)) indent += "    ";

@@ -129,8 +129,9 @@ def test_fetch_checks_the_pinned_integrity(tmp_path, monkeypatch):
     fake = tmp_path / "npm"
     fake.write_text(textwrap.dedent("""\
         #!/bin/sh
-        # npm pack NAME --json --pack-destination DIR
-        echo 'not pyodide' > "$5/pyodide-0.0.0.tgz"
+        # npm pack NAME ... --pack-destination DIR
+        for destination; do :; done
+        echo 'not pyodide' > "$destination/pyodide-0.0.0.tgz"
         echo '[]'
         """))
     fake.chmod(0o755)
@@ -352,6 +353,27 @@ def test_an_edited_cell_runs_the_new_code_and_reset_restores_it(dual):
     assert dual.cell(n).locator(":scope > .cell_output").is_visible()
     status, output = dual.run(n)
     assert output.strip() == built
+
+
+def test_typing_keeps_the_indentation_and_shift_enter_runs(dual):
+    n = next(n for n in dual.numbers() if dual.build_output(n))
+    built = dual.build_output(n)
+    dual.cell(n).locator("pre.live-code").click()
+    keyboard = dual.page.keyboard
+    keyboard.press("Control+End")
+    for line in ["", "for k in range(2):", "print('k', k)", "if k:", "print('yes')"]:
+        if line:
+            keyboard.type(line)
+        else:
+            keyboard.press("Enter")
+            continue
+        keyboard.press("Enter")  # the next line is indented as this one needs
+    keyboard.press("Shift+Enter")
+    controls = dual.controls(n)
+    dual.page.wait_for_function(
+        "el => /Ran in/.test(el.querySelector('.live-status').textContent)",
+        arg=controls.element_handle(), timeout=120_000)
+    assert dual.output(n).inner_text().strip() == built + "\nk 0\nk 1\nyes"
 
 
 def test_an_error_shows_as_one_line(dual):

@@ -70,7 +70,11 @@ PYODIDE_INTEGRITY = ("sha512-0YvXxEhfEdpLfb/XkM2BFAeMROq0iMUX2bzzH9pOttyMcWkwq"
                      "+HbE5uyuGD82LN7y2q+SNvi/6V5JEsOlD2R1A==")
 CORE_FILES = ("pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm",
               "python_stdlib.zip", "pyodide-lock.json", "package.json")
-FETCH_TIMEOUT = 300  # seconds
+FETCH_TIMEOUT = 120  # seconds, for npm pack as a whole
+# npm takes the tarball from its own cache when it has it (a rebuild with no
+# network), and gives up on a silent network after 30 s.
+NPM_OPTIONS = ["--json", "--prefer-offline", "--fetch-retries=1",
+               "--fetch-timeout=30000"]
 LIVE_FOLDERS = ("book/part1-from-scratch/",)
 STATIC = "pyodide"  # _build/html/_static/pyodide/
 JS, CSS = "live.js", "live.css"
@@ -105,6 +109,16 @@ def integrity(path: Path) -> str:
     return "sha512-" + base64.b64encode(digest).decode()
 
 
+def npm_error(process: subprocess.CompletedProcess) -> str:
+    """npm's one-line summary of its error (``--json`` prints it)."""
+    try:
+        return json.loads(process.stdout)["error"]["summary"]
+    except (ValueError, KeyError, TypeError):
+        lines = [line for line in process.stderr.splitlines()
+                 if line.strip() and "complete log" not in line]
+        return lines[0] if lines else f"exit code {process.returncode}"
+
+
 def fetch(cache: Path, version: str = PYODIDE_VERSION,
           expected: str = PYODIDE_INTEGRITY) -> tuple[Path | None, str]:
     """The folder of Pyodide's core files in ``cache/<version>``, fetched
@@ -121,7 +135,7 @@ def fetch(cache: Path, version: str = PYODIDE_VERSION,
         temporary = Path(temporary)
         try:
             process = subprocess.run(
-                [npm, "pack", f"pyodide@{version}", "--json",
+                [npm, "pack", f"pyodide@{version}", *NPM_OPTIONS,
                  "--pack-destination", str(temporary)],
                 cwd=temporary, capture_output=True, text=True,
                 timeout=FETCH_TIMEOUT)
@@ -129,10 +143,8 @@ def fetch(cache: Path, version: str = PYODIDE_VERSION,
             return None, f"npm pack pyodide@{version} failed: {error}"
         tarballs = list(temporary.glob("*.tgz"))
         if process.returncode != 0 or len(tarballs) != 1:
-            lines = [line for line in process.stderr.splitlines()
-                     if line.strip()]
-            why = lines[-1] if lines else f"exit code {process.returncode}"
-            return None, f"npm pack pyodide@{version} failed: {why}"
+            return None, (f"npm pack pyodide@{version} failed: "
+                          f"{npm_error(process)}")
         found = integrity(tarballs[0])
         if found != expected:
             return None, (f"pyodide@{version} from npm has integrity {found},"
