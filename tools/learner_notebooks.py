@@ -7,8 +7,8 @@ the page with:
 
 - each exercise solution's code replaced by one cell, the exercise's
   skeleton (a ``code-block`` of class ``skeleton`` in the exercise, taken out
-  of its text) or else ``STUB``, and its prose dropped; the self-checks after
-  it kept;
+  of its text) or else ``STUB``, tagged ``answer``, and its prose dropped;
+  the self-checks after it kept;
 - no bookkeeping: the book's ``glue`` calls and its ``myst_nb`` import are
   taken out of the code (the text shows the glued values), and a cell left
   empty is dropped;
@@ -63,6 +63,7 @@ from tools.pages import (ROOT, markdown_parser, notebook_pages, read_notebook,
 
 COMMAND = "python -m tools.learner_notebooks"
 STUB = "# YOUR CODE HERE\nraise NotImplementedError()"
+ANSWER = "answer"  # the tag of the cell a reader fills in: a skeleton or STUB
 # Colab has these and the standard library; the first cell installs anything else.
 PREINSTALLED = {"torch", "numpy", "matplotlib", "IPython"}
 ADMONITIONS = {name: name.title() for name in (
@@ -290,7 +291,7 @@ class Conversion:
                 if self.in_solution not in stubbed:
                     stubbed.add(self.in_solution)
                     cells.append(make_cell(
-                        "code", self.skeletons.get(self.in_solution, STUB)))
+                        "code", self.skeletons.get(self.in_solution, STUB), [ANSWER]))
             elif code := without_bookkeeping(cell.source):
                 cells.append(make_cell("code", code, cell.metadata.get("tags", []),
                                        cell.get("outputs", []) if keep else [],
