@@ -635,11 +635,13 @@ def download_notebook(page: Path, executed, book: Book | None = None) -> nbforma
 
 
 def solutions(page: Path) -> list[tuple[str, list[str]]]:
-    """(label, code of its cells) of every exercise solution of a page, in order."""
+    """(label, code of its cells, bookkeeping left out) of every exercise solution of a
+    page, in order."""
     found, current = [], None
     for cell in read_notebook(page).cells:
         if cell.cell_type == "code" and current is not None:
-            current[1].append(cell.source)
+            if code := without_bookkeeping(cell.source):
+                current[1].append(code)
         elif cell.cell_type == "markdown":
             for directive in filter(None, map(directive_of, markdown_parser().parse(cell.source))):
                 if directive.name == "solution-start":
