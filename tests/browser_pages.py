@@ -63,6 +63,7 @@ class BookServer:
     """``python -m http.server`` for one folder, on 127.0.0.1, in a thread."""
 
     def __init__(self, root: Path):
+        self.root = Path(root)
         handler = functools.partial(_QuietHandler, directory=str(root))
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.httpd.answered = []
@@ -128,30 +129,28 @@ def expected_errors(source: Path | None) -> list[str]:
 
 # --- What is checked in the browser -------------------------------------------
 
-# Runs in the page once it has loaded and MathJax has finished typesetting.
+# Runs in the page once it has loaded: KaTeX has typeset the maths
+# (_static/maths.js, on DOMContentLoaded).
 INSPECT_JS = r"""
 async () => {
-  if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
-    await MathJax.startup.promise;
-  }
   await document.fonts.ready;
   const visible = (el) => !!(el.offsetWidth || el.offsetHeight || el.getClientRects().length);
   // Prose as a reader sees it: everything but code, scripts and typeset maths.
   const clone = document.body.cloneNode(true);
   clone.querySelectorAll(
-    "pre, code, script, style, noscript, textarea, template, mjx-container, mjx-assistive-mml, .MathJax"
+    "pre, code, script, style, noscript, textarea, template, .katex"
   ).forEach((el) => el.remove());
   const maths = [...document.querySelectorAll(".math")];
   return {
     theme: document.documentElement.dataset.theme || "",
     mode: document.documentElement.dataset.mode || "",
-    mathjax: !!(window.MathJax && MathJax.version),
-    mathjaxVersion: (window.MathJax && MathJax.version) || "",
+    katex: typeof katex !== "undefined",
+    katexVersion: (typeof katex !== "undefined" && katex.version) || "",
     maths: maths.length,
-    untypeset: maths.filter((el) => !el.querySelector("mjx-container"))
+    untypeset: maths.filter((el) => !el.querySelector(".katex"))
                     .map((el) => el.textContent.trim().slice(0, 80)),
-    mathErrors: [...document.querySelectorAll("mjx-merror")]
-                    .map((el) => (el.getAttribute("data-mjx-error") || el.textContent).slice(0, 120)),
+    mathErrors: [...document.querySelectorAll(".katex-error")]
+                    .map((el) => (el.getAttribute("title") || el.textContent).slice(0, 120)),
     prose: clone.textContent,
     images: [...document.querySelectorAll("img")].map((img) => ({
       src: img.getAttribute("src") || "",
@@ -193,6 +192,98 @@ WEIGHT_JS = """
 }
 """
 
+# What a reader sees of the page's layout, run at 1280 px and again at 400 px
+# once everything folded (hidden cells, solutions) has been opened, so that
+# what a reader can unfold is measured too.
+LAYOUT_JS = r"""
+async () => {
+  // After a change of width the theme slides its sidebars away: let it finish.
+  await new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve)));
+  await Promise.all(document.getAnimations().map((a) => a.finished.catch(() => null)));
+  document.querySelectorAll("details").forEach((el) => { el.open = true; });
+  document.querySelectorAll(".toggle-hidden").forEach((el) => el.classList.remove("toggle-hidden"));
+  const short = (text) => text.replace(/\s+/g, " ").trim().slice(0, 70);
+  const overflows = (el) => el.scrollWidth > el.clientWidth + 1;
+  const shown = (el) => {
+    const r = el.getBoundingClientRect();
+    return r.width > 0 && r.height > 0 && r.right > 0 && r.left < window.innerWidth
+      && el.checkVisibility({opacityProperty: true, visibilityProperty: true});
+  };
+  // Display equations that do not fit their column (they scroll in their box).
+  const wideEquations = [...document.querySelectorAll("div.math")]
+    .filter((eq) => overflows(eq) || [...eq.children].some(overflows))
+    .map((eq) => {
+      const number = (eq.querySelector(".eqno")?.textContent || "").replace("#", "").trim();
+      const tex = eq.querySelector("annotation")?.textContent || eq.textContent;
+      return `${number} ${short(tex)}`.trim();
+    });
+  // Code boxes (cells, and code blocks such as skeletons) with a scroll bar.
+  const codeBoxes = [...document.querySelectorAll("article div.cell_input pre, article div.highlight pre")]
+    .filter((pre) => !pre.closest("div.cell_output"));
+  const scrollingCode = codeBoxes.filter(overflows).map((pre) => {
+    const lines = pre.textContent.split("\n");
+    const longest = lines.reduce((a, b) => (b.length > a.length ? b : a), "");
+    return `${longest.length} characters: ${short(longest)}`;
+  });
+  const glue = [...document.querySelectorAll("div.cell_input")]
+    .filter((cell) => /\bglue\(/.test(cell.textContent))
+    .map((cell) => short(cell.textContent.split("\n").find((l) => l.includes("glue(")) || ""));
+  // The header's and the sidebar's controls: none drawn over another.
+  const controls = [...document.querySelectorAll(
+    ".bd-header button, .bd-header a, .bd-header-article button, .bd-header-article a, "
+    + ".bd-sidebar-primary .navbar-brand, .bd-sidebar-primary .search-button-field, "
+    + ".bd-sidebar-primary nav.bd-links, .bd-sidebar-secondary .page-toc")].filter(shown);
+  const name = (el) => {
+    const label = el.getAttribute("aria-label") || el.getAttribute("title") || short(el.textContent) || "";
+    return `<${el.tagName.toLowerCase()}${el.className ? " class=" + JSON.stringify(String(el.className)) : ""}> ${label.slice(0, 30)}`.trim();
+  };
+  const overlaps = [];
+  for (let i = 0; i < controls.length; i++) {
+    for (let j = i + 1; j < controls.length; j++) {
+      const a = controls[i], b = controls[j];
+      if (a.contains(b) || b.contains(a)) continue;
+      const r = a.getBoundingClientRect(), s = b.getBoundingClientRect();
+      const w = Math.min(r.right, s.right) - Math.max(r.left, s.left);
+      const h = Math.min(r.bottom, s.bottom) - Math.max(r.top, s.top);
+      if (w > 1 && h > 1) overlaps.push(`${name(a)} and ${name(b)}`);
+    }
+  }
+  const searches = [...document.querySelectorAll(".search-button-field, .search-button")].filter(shown);
+  return {
+    width: window.innerWidth,
+    pageWidth: Math.max(document.documentElement.scrollWidth, document.body.scrollWidth),
+    wideEquations, scrollingCode, glue, overlaps,
+    searchFields: searches.map(name),
+  };
+}
+"""
+
+# Every glyph the page draws with the Font Awesome faces that _static/icons.css
+# replaces by cut-down fonts (vendor/update_icons.py).
+ICONS_JS = r"""
+() => {
+  const found = new Set();
+  for (const el of document.querySelectorAll("*")) {
+    for (const pseudo of ["::before", "::after"]) {
+      const style = getComputedStyle(el, pseudo);
+      if (!/Font Awesome/.test(style.fontFamily)) continue;
+      const match = style.content.match(/^"(.+)"$/u);
+      if (!match) continue;
+      for (const ch of match[1]) {
+        const code = ch.codePointAt(0);
+        if (code >= 0xe000) found.add(JSON.stringify([style.fontFamily.replace(/"/g, ""), style.fontWeight,
+                                             code, `${el.tagName.toLowerCase()}.${[...el.classList].join(".")}`]));
+      }
+    }
+  }
+  return [...found].map((item) => JSON.parse(item));
+}
+"""
+# The faces _static/icons.css replaces, and their files under _static/icons/.
+CUT_ICON_FONTS = {("Font Awesome 6 Free", "900"): "fa-solid-900.woff",
+                  ("Font Awesome 6 Brands", "400"): "fa-brands-400.woff"}
+PHONE = {"width": 400, "height": 800}
+
 RAW_TEX = [
     (re.compile(r"\$\$"), "$$"),
     (re.compile(r"\\[()\[\]]"), r"\( \) \[ \]"),
@@ -218,7 +309,7 @@ class PageReport:
     weight: int = 0
     requests: int = 0
     maths: int = 0
-    mathjax_version: str = ""
+    katex_version: str = ""
     problems: list[str] = field(default_factory=list)
 
 
@@ -290,7 +381,7 @@ def check_page(context, server: BookServer, page: str, theme: str,
         browser_page.goto(server.base + page, wait_until="load")
         found = browser_page.evaluate(INSPECT_JS)
         browser_page.wait_for_load_state("networkidle")
-        # Resources fetched late (MathJax fonts) count too: measure again.
+        # Resources fetched late (fonts) count too: measure again.
         found.update(browser_page.evaluate(WEIGHT_JS))
         # What the page did is recorded; what axe-core does next is the test's
         # own doing (it fetches stylesheets again, resolving @import against
@@ -312,11 +403,17 @@ def check_page(context, server: BookServer, page: str, theme: str,
                     target.scroll_into_view_if_needed()
             screenshot.parent.mkdir(parents=True, exist_ok=True)
             browser_page.screenshot(path=str(screenshot), full_page=False)
+        # Last, as they unfold what is folded: the layout on a desk and a phone.
+        browser_page.evaluate("() => window.scrollTo(0, 0)")
+        desk = browser_page.evaluate(LAYOUT_JS)
+        icons = browser_page.evaluate(ICONS_JS)
+        browser_page.set_viewport_size(PHONE)
+        phone = browser_page.evaluate(LAYOUT_JS)
     finally:
         browser_page.close()
 
     report.weight, report.requests = found["weight"], found["requests"]
-    report.maths, report.mathjax_version = found["maths"], found["mathjaxVersion"]
+    report.maths, report.katex_version = found["maths"], found["katexVersion"]
     blocked, failed, console_errors, server_errors = page_events
     problems.extend(f"request to another host blocked: {url}" for url in sorted(set(blocked)))
     problems.extend(f"failed request: {entry}" for entry in failed
@@ -332,10 +429,14 @@ def check_page(context, server: BookServer, page: str, theme: str,
     if (found["theme"], found["mode"]) != (theme, "auto"):
         problems.append(f"the page shows the {found['theme']!r} theme in mode {found['mode']!r}; "
                         f"a first visit with a {theme} system preference should show {theme!r} in mode 'auto'")
-    if found["maths"] and not found["mathjax"]:
-        problems.append(f"{found['maths']} maths elements but MathJax did not load")
+    if found["maths"] and not found["katex"]:
+        problems.append(f"{found['maths']} maths elements but KaTeX did not load")
+    vendored = server.root / "_static" / "katex" / "VERSION"
+    if found["katex"] and vendored.exists() and found["katexVersion"] != vendored.read_text().strip():
+        problems.append(f"KaTeX {found['katexVersion']} typeset the page, not the book's "
+                        f"{vendored.read_text().strip()} (vendor/html/_static/katex/)")
     problems.extend(first_few("maths not typeset", [repr(t) for t in found["untypeset"]]))
-    problems.extend(first_few("MathJax error", [repr(t) for t in found["mathErrors"]]))
+    problems.extend(first_few("KaTeX cannot typeset", [repr(t) for t in found["mathErrors"]]))
     problems.extend(first_few("raw TeX visible in the text", raw_tex(found["prose"])))
     for image in found["images"]:
         alt, src = image["alt"], image["src"]
@@ -352,7 +453,63 @@ def check_page(context, server: BookServer, page: str, theme: str,
             problems.append(f"image did not load: {image['src']}")
     if expected is not None:
         problems.extend(error_problems(found["tracebacks"], expected))
+    problems.extend(layout_problems(desk, phone))
+    problems.extend(icon_problems(icons, server.root))
     return report
+
+
+def layout_problems(desk: dict, phone: dict) -> list[str]:
+    """What LAYOUT_JS found at the desk's width (equations, code, glue) and
+    at both widths (the header and sidebar, the page's width)."""
+    at = f"at {desk['width']} px"
+    problems = first_few(f"display equation wider than its column {at} (split it over "
+                         "lines with aligned)", desk["wideEquations"])
+    problems += first_few(f"code box with a horizontal scroll bar {at} (79 characters "
+                          "fit)", desk["scrollingCode"])
+    problems += first_few("glue( shown in a code cell (glue in a cell tagged remove-cell)",
+                          desk["glue"])
+    for layout in (desk, phone):
+        width = layout["width"]
+        problems += first_few(f"drawn over each other in the header or sidebar at {width} px",
+                              layout["overlaps"])
+        if len(layout["searchFields"]) > 1:
+            problems.append(f"{len(layout['searchFields'])} search fields shown at {width} px: "
+                            + "; ".join(layout["searchFields"]))
+    if phone["pageWidth"] > phone["width"]:
+        problems.append(f"the page is {phone['pageWidth']} px wide on a {phone['width']} px "
+                        "screen: it scrolls sideways")
+    return problems
+
+
+@functools.lru_cache(maxsize=None)
+def font_codes(path: Path) -> frozenset[int]:
+    from fontTools.ttLib import TTFont
+
+    return frozenset(TTFont(str(path)).getBestCmap()) if path.exists() else frozenset()
+
+
+def icon_problems(icons: list, html: Path) -> list[str]:
+    """Icons drawn with a cut-down Font Awesome face that lacks their glyph."""
+    missing = {}
+    for family, weight, code, element in icons:
+        font = CUT_ICON_FONTS.get((family, str(weight)))
+        if font and code not in font_codes(html / "_static" / "icons" / font):
+            missing.setdefault(f"U+{code:X} of {font}", element)
+    return [f"icon {glyph} missing (drawn by {element}): run `python vendor/update_icons.py`"
+            for glyph, element in sorted(missing.items())]
+
+
+def measure_weight(context, server: BookServer, page: str) -> PageReport:
+    """Load one page and add up what it decoded (nothing else is checked)."""
+    browser_page = context.new_page()
+    try:
+        browser_page.goto(server.base + page, wait_until="load")
+        browser_page.evaluate("() => document.fonts.ready.then(() => null)")
+        browser_page.wait_for_load_state("networkidle")
+        found = browser_page.evaluate(WEIGHT_JS)
+    finally:
+        browser_page.close()
+    return PageReport(page, "light", found["weight"], found["requests"])
 
 
 def new_context(browser, theme: str):

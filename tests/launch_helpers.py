@@ -2,8 +2,8 @@
 
 - ``run_learner_notebook``: run a learner notebook in a fresh kernel, in an
   empty folder (as Colab does: nothing next to the notebook), checking that
-  every exercise stub raises ``NotImplementedError`` and then running the
-  page's own solution in its place.
+  every exercise stub raises ``NotImplementedError`` (a skeleton may do
+  anything) and then running the page's own solution in its place.
 - ``JupyterLab``: a real JupyterLab server on loopback, with a random port
   and token, configured as ``binder/postBuild`` configures Binder's.
 """
@@ -29,7 +29,7 @@ from nbclient.exceptions import CellExecutionError
 
 from book_pages import strip_ansi
 from tools.execution import KERNEL_ENV, TIMEOUT as EXEC_TIMEOUT
-from tools.learner_notebooks import STUB
+from tools.learner_notebooks import ANSWER, STUB
 from tools.pages import ROOT
 
 
@@ -58,17 +58,19 @@ def run_learner_notebook(notebook: nbformat.NotebookNode, solutions: list[list[s
             if cell.cell_type != "code":
                 continue
             where = f"{name}, cell {index} ({first_line(cell.source)!r})"
-            if cell.source == STUB:
+            if ANSWER in cell.metadata.get("tags", []):
                 if stubs >= len(solutions):
                     raise NotebookRunError(f"{where}: more stubs than the page has solutions")
                 try:
                     client.execute_cell(cell, index)
                 except CellExecutionError as error:
-                    if error.ename != "NotImplementedError":
+                    if cell.source == STUB and error.ename != "NotImplementedError":
                         raise NotebookRunError(f"{where}: the stub raised {error.ename}, "
                                                f"not NotImplementedError") from None
                 else:
-                    raise NotebookRunError(f"{where}: the stub did not raise NotImplementedError")
+                    if cell.source == STUB:
+                        raise NotebookRunError(
+                            f"{where}: the stub did not raise NotImplementedError")
                 for code in solutions[stubs]:
                     solution = nbformat.v4.new_code_cell(code)
                     try:

@@ -9,8 +9,9 @@ A page fails on:
 - a request to another host, a failed request or an HTTP error (the
   browser's own /favicon.ico included), a console error, a script loaded
   twice;
-- maths not typeset by MathJax (a ``.math`` element without MathJax output,
-  a MathJax error, or TeX such as ``\\frac`` or ``$$`` visible in the prose);
+- maths not typeset by KaTeX (a ``.math`` element without KaTeX output,
+  TeX that KaTeX cannot read, or TeX such as ``\\frac`` or ``$$`` visible
+  in the prose), or a KaTeX other than the one in ``vendor/``;
 - an image without alt text, or one that did not load; a figure whose alt
   text is its file name (docutils' fallback when ``image: alt:`` is missing)
   or under five words; a cell's image that is not a figure with a caption;
@@ -18,10 +19,19 @@ A page fails on:
   message``, carries a traceback or runs over 12 lines, or whose type is
   not the one its ``raises-exception`` cell names;
 - any serious or critical axe-core violation;
-- a page not showing the theme the system prefers.
+- a page not showing the theme the system prefers;
+- its layout, with every folded cell and solution opened: at 1280 px a
+  display equation wider than its column, a code box (cell or code block)
+  with a horizontal scroll bar, or ``glue(`` in a shown code cell; at
+  1280 px and at 400 px, controls of the header or the sidebars drawn over
+  each other, or more than one search field; at 400 px, a page wider than
+  the screen;
+- an icon whose glyph the cut-down Font Awesome fonts lack
+  (``vendor/update_icons.py``).
 
 Each page's decoded weight (the page and everything it loaded) is reported
-at the end of the run and written to ``_build/page-weights.json``.
+at the end of the run and written to ``_build/page-weights.json``;
+``test_median_page_weight`` holds the median to 1.5 MB.
 """
 
 from __future__ import annotations
@@ -101,6 +111,108 @@ def test_page_in_browser(page, theme, html, server, browser, axe, record_propert
         f"{report.requests} requests) has {len(report.problems)} problems:\n  - "
         + "\n  - ".join(report.problems)
     )
+
+
+MAX_MEDIAN_WEIGHT = 1_500_000  # bytes, decoded: 1.5 MB
+
+
+def test_median_page_weight(html, server, browser):
+    """The median page, with everything it loads, weighs at most 1.5 MB decoded
+    (2.47 MB with MathJax and the whole of Font Awesome). Weights do not
+    depend on the theme: each page is loaded once, in a fresh profile."""
+    reports = []
+    for page in PAGES:
+        context = bp.new_context(browser, "light")
+        try:
+            reports.append(bp.measure_weight(context, server, page))
+        finally:
+            context.close()
+    median = bp.median_weight(reports)
+    print("\n" + bp.weights_table(reports))
+    assert median <= MAX_MEDIAN_WEIGHT, (
+        f"median decoded page weight {median / 1e6:.2f} MB, over "
+        f"{MAX_MEDIAN_WEIGHT / 1e6:.1f} MB:\n{bp.weights_table(reports)}")
+
+
+def test_layout_checks_find_what_they_look_for(html, server, browser):
+    """The layout checks fail a page that breaks them: a page is broken on
+    purpose in the browser, one way for each check, and each is reported."""
+    page = "book/part2-pytorch/autograd-basics.html"
+    breakage = r"""
+    () => {
+      const article = document.querySelector("article");
+      const eq = document.createElement("div");
+      eq.className = "math";
+      eq.innerHTML = '<span class="eqno">(99)</span><span class="katex-display">'
+        + '<span style="display:inline-block;width:2000px">wide</span></span>';
+      article.prepend(eq);
+      const code = document.querySelector("div.cell_input pre");
+      code.textContent = "x = " + "1 + ".repeat(40) + "1\nglue('name', x)";
+      const wide = document.createElement("p");
+      wide.style.cssText = "width: 900px; min-width: 900px";
+      wide.textContent = "wide";
+      article.append(wide);
+      const field = document.querySelector(".bd-sidebar-primary .search-button-field");
+      const button = document.querySelector(".bd-header-article button");
+      const copy = field.cloneNode(true);
+      copy.style.cssText = "position: fixed; left: 0; top: 0; z-index: 9999; width: 3000px";
+      document.body.append(copy);
+      // On a phone the theme shows the search button and hides the field.
+      const icon = document.querySelector(".bd-header-article .search-button").cloneNode(true);
+      icon.style.cssText = "position: fixed; right: 0; bottom: 0";
+      document.body.append(icon);
+      const over = button.cloneNode(true);
+      button.parentElement.append(over);
+      over.style.cssText = "position: absolute; left: 0; top: 0";
+    }
+    """
+    for theme in bp.THEMES:
+        context = bp.new_context(browser, theme)
+        browser_page = context.new_page()
+        try:
+            browser_page.goto(server.base + page, wait_until="load")
+            browser_page.evaluate(breakage)
+            desk = browser_page.evaluate(bp.LAYOUT_JS)
+            browser_page.set_viewport_size(bp.PHONE)
+            phone = browser_page.evaluate(bp.LAYOUT_JS)
+        finally:
+            context.close()
+        problems = "\n".join(bp.layout_problems(desk, phone))
+        for expected in ("display equation wider than its column at 1280 px", "(99)",
+                         "code box with a horizontal scroll bar at 1280 px",
+                         "glue( shown in a code cell", "search fields shown at 1280 px",
+                         "search fields shown at 400 px",
+                         "drawn over each other in the header or sidebar at 1280 px",
+                         "drawn over each other in the header or sidebar at 400 px",
+                         "px wide on a 400 px screen"):
+            assert expected in problems, f"{theme}: not found: {expected!r} in\n{problems}"
+    assert bp.icon_problems([["Font Awesome 6 Free", "900", 0xF0C9, "i.fa-bars"],
+                             ["Font Awesome 6 Free", "900", 0xF6D1, "i.fa-dragon"]], html) == [
+        "icon U+F6D1 of fa-solid-900.woff missing (drawn by i.fa-dragon): "
+        "run `python vendor/update_icons.py`"]
+
+
+def test_layout_override_matches_the_theme():
+    """_templates/layout.html is the theme's `extrahead` block less its search
+    scripts: compare it with the theme's, as for webpack-macros.html below."""
+    import pydata_sphinx_theme
+
+    theme = (Path(pydata_sphinx_theme.__file__).parent
+             / "theme/pydata_sphinx_theme/layout.html").read_text()
+    ours = (ROOT / "_templates/layout.html").read_text()
+
+    def block(text: str) -> list[str]:
+        body = re.search(r"\{%-? block extrahead %\}(.*?)\{%-? endblock", text, re.S).group(1)
+        body = re.sub(r"\{#.*?#\}", "", body, flags=re.S)
+        return [line.strip() for line in body.splitlines() if line.strip()]
+
+    search = ("{% if pagename == 'search' %}", "{% else %}", "{% endif %}",
+              "searchtools.js", "language_data.js", "searchindex.js")
+    expected = [line for line in block(theme) if not any(s in line for s in search)]
+    assert len(expected) == len(block(theme)) - 6, "the theme's search scripts changed"
+    assert block(ours) == expected, (
+        "_templates/layout.html is out of step with the theme's extrahead block: "
+        f"copy it again without the search scripts\n{expected}")
 
 
 def test_theme_asset_override_matches_the_theme():

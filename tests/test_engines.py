@@ -6,7 +6,7 @@ expression is written once, as a small tree, and evaluated by every engine
 and by PyTorch; hypothesis chooses the trees and the inputs.
 
 forward-vs-reverse.md carries copies of the engines so that it runs on its
-own; the copies must equal the originals.
+own; the copies must equal the originals (tools/engine_copies.py).
 """
 
 import math
@@ -17,22 +17,17 @@ import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from tools.pages import ROOT, read_notebook
+from tools import engine_copies
+from tools.pages import ROOT
 
 PART1 = ROOT / "book" / "part1-from-scratch"
-
-
-def tagged_source(page, tag):
-    """The code of a page's cells tagged ``tag``, joined."""
-    return "\n\n\n".join(
-        cell.source.strip("\n") for cell in read_notebook(PART1 / page).cells
-        if cell.cell_type == "code" and tag in cell.metadata.get("tags", []))
 
 
 def load(page, tag):
     """Run a page's cells tagged ``tag``; return what they define."""
     namespace = {"__name__": f"{page}:{tag}"}
-    exec(compile(tagged_source(page, tag), f"{page}[{tag}]", "exec"), namespace)
+    code = engine_copies.tagged_source(PART1 / page, tag)
+    exec(compile(code, f"{page}[{tag}]", "exec"), namespace)
     return namespace
 
 
@@ -43,18 +38,26 @@ DUAL, VAR, TAPE = (load(page, tag) for page, tag in ENGINE_CELLS)
 
 
 def test_the_engine_copies_equal_the_originals():
-    copies = {}
-    for cell in read_notebook(PART1 / "forward-vs-reverse.md").cells:
-        first, _, rest = cell.source.partition("\n")
-        if cell.cell_type == "code" and first.startswith("# Copied from "):
-            page, tag = first.removeprefix("# Copied from ").rstrip(".") \
-                .split(", cells tagged ")
-            copies[page, tag] = rest
-    assert set(copies) == set(ENGINE_CELLS)
-    for (page, tag), source in copies.items():
-        assert source.strip() == tagged_source(page, tag).strip(), (
-            f"forward-vs-reverse.md's copy of {page} ({tag}) differs from "
-            "the original: copy the cells again")
+    assert {(original.name, tag) for original, tag, _ in
+            engine_copies.copies(PART1 / "forward-vs-reverse.md")} == \
+        set(ENGINE_CELLS)
+    problems = [problem for page in engine_copies.pages_with_copies()
+                for problem in engine_copies.stale(page)]
+    assert not problems, "\n".join(
+        [*problems, "run: python -m tools.engine_copies"])
+
+
+def test_a_stale_copy_is_rewritten_from_its_original(tmp_path):
+    for page in PART1.glob("*.md"):
+        (tmp_path / page.name).write_text(page.read_text())
+    page = tmp_path / "forward-vs-reverse.md"
+    text = page.read_text()
+    page.write_text(text.replace("class Var:", "class Var:  # edited", 1))
+    assert len(engine_copies.stale(page)) == 1
+    engine_copies.rewrite(page)
+    assert engine_copies.stale(page) == []
+    assert page.read_text() == text
+
 
 UNARY = ["sin", "cos", "tan", "exp", "log", "neg"]
 BINARY = {

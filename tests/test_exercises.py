@@ -418,3 +418,47 @@ def test_the_structure_checks():
         problems = exercise_problems(parse(text, ROOT / "p.md"))
         assert any(message in p for p in problems), (message, problems)
         assert all(p.startswith("p.md:1: exercise") for p in problems if message != "the exercise has no :label:")
+
+
+def skeleton_problems(page: Page) -> list[str]:
+    """A skeleton (``{code-block}`` of class ``skeleton``) sits in an
+    exercise, parses as Python and leaves ``...`` for the reader to fill."""
+    problems, container = [], None
+    for block in sorted(page.blocks, key=lambda b: b.line):
+        if block.name in ("exercise", "solution-start", "solution-end"):
+            container = block.name
+        if block.name != "code-block" or \
+                "skeleton" not in str(block.options.get("class", "")).split():
+            continue
+        if container != "exercise":
+            problems.append(f"{where(page, block.line)}: a skeleton outside "
+                            "an {exercise}")
+        try:
+            tree = ast.parse(block.source)
+        except SyntaxError as error:
+            problems.append(f"{where(page, block.line)}: the skeleton is not "
+                            f"Python: {error.msg}")
+            continue
+        if not any(isinstance(node, ast.Constant) and node.value is Ellipsis
+                   for node in ast.walk(tree)):
+            problems.append(f"{where(page, block.line)}: the skeleton leaves "
+                            "no `...` to fill in")
+    return problems
+
+
+@pytest.mark.parametrize("path", pages_with_exercises(), ids=lambda p: p.name)
+def test_skeletons_leave_something_to_fill_in(path):
+    problems = skeleton_problems(read_page(path))
+    assert not problems, "\n".join(problems)
+
+
+def test_the_skeleton_checks():
+    exercise = "````{exercise}\n:label: ex\n\nDo it.\n\n```{code-block} python\n" \
+        ":class: skeleton\n\nCODE\n```\n````\n"
+    assert skeleton_problems(parse(exercise.replace("CODE", "x = ..."))) == []
+    assert "no `...`" in skeleton_problems(
+        parse(exercise.replace("CODE", "x = 1")))[0]
+    assert "not Python" in skeleton_problems(
+        parse(exercise.replace("CODE", "x = = ...")))[0]
+    outside = "```{code-block} python\n:class: skeleton\n\nx = ...\n```\n"
+    assert "outside" in skeleton_problems(parse(outside))[0]

@@ -153,9 +153,11 @@ def test_download_is_a_plain_notebook_of_the_page(built_book, page):
             problems.append(f"cell {index} imports jupytext, which Colab and a bare Jupyter lack")
     if not any(c.get("outputs") for c in notebook.cells if c.cell_type == "code"):
         problems.append("has no outputs: it is not the executed page")
-    # The code is the page's, solutions included, so tests/test_pages.py runs it.
+    # The code is the page's, solutions included, so tests/test_pages.py runs
+    # it; only the build's bookkeeping (glue) is left out.
     code = [c.source for c in notebook.cells if c.cell_type == "code"]
-    page_code = [c.source for c in read_notebook(page).cells if c.cell_type == "code"]
+    page_code = [kept for c in read_notebook(page).cells if c.cell_type == "code"
+                 if (kept := learner.without_bookkeeping(c.source))]
     if code != page_code:
         problems.append("its code cells differ from the page's")
     assert not problems, f"{page.name}'s download:\n  " + "\n  ".join(problems)

@@ -74,9 +74,11 @@ def test_learner_notebook_is_plain_and_clean(page):
         if cell.cell_type == "markdown" and MYST_LEFTOVER.search(cell.source):
             problems.append(f"cell {index} keeps MyST syntax: {MYST_LEFTOVER.search(cell.source)[0]!r}")
     solutions = [code for _, code in learner.solutions(page) if code]
-    stubs = [c for c in notebook.cells if c.cell_type == "code" and c.source == learner.STUB]
+    stubs = [c for c in notebook.cells if c.cell_type == "code"
+             and learner.ANSWER in c.metadata.get("tags", [])]
     if len(stubs) != len(solutions):
-        problems.append(f"has {len(stubs)} stubs for the page's {len(solutions)} solutions with code")
+        problems.append(f"has {len(stubs)} answer cells for the page's {len(solutions)} "
+                        "solutions with code")
     for _, code in learner.solutions(page):
         for source in code:
             if any(c.source == source for c in notebook.cells):
@@ -104,7 +106,8 @@ def test_learner_notebook_needs_nothing_colab_lacks(page):
 
 @pytest.mark.parametrize("page", PAGES, ids=page_id)
 def test_learner_notebook_runs_on_its_own(page, tmp_path):
-    """Stubs raise NotImplementedError; with the page's solutions in their place, it runs to the end.
+    """Stubs raise NotImplementedError; with the page's solutions in place of
+    the answer cells (stubs and skeletons), it runs to the end.
 
     The kernel runs in an empty temporary folder, so nothing next to the page
     (other pages, data files) can help it, as in Colab.
@@ -248,6 +251,35 @@ answer += 0
 ```{code-cell} ipython3
 assert answer == 42
 ```
+
+````{exercise}
+:label: ex-three
+
+Fill in `double`:
+
+```{code-block} python
+:class: skeleton
+
+def double(x):
+    return ...  # your code
+```
+````
+
+```{solution-start} ex-three
+:class: dropdown
+```
+
+```{code-cell} ipython3
+def double(x):
+    return 2 * x
+```
+
+```{solution-end}
+```
+
+```{code-cell} ipython3
+assert double(21) == 42
+```
 """
 
 
@@ -268,10 +300,28 @@ def test_conversion_of_a_small_page(tmp_path):
     assert "**Exercise 2 (Counting)**" in markdown and "```python\nanswer = ...\n```" in markdown
     assert "Secret explanation" not in markdown and "Solution to" not in markdown
     assert code.count(learner.STUB) == 1 and "answer = 42" not in code  # two solution cells, one stub
-    assert code[-1] == "assert answer == 42"  # the self-check is kept
+    answers = [c for c in notebook.cells if learner.ANSWER in c.metadata.get("tags", [])]
+    assert [c.source for c in answers] == [learner.STUB, code[-2]]
+    assert code[-3] == "assert answer == 42"  # the self-check is kept
+    assert code[-2] == "def double(x):\n    return ...  # your code"  # the skeleton
+    assert "Fill in `double`:" in markdown and "return ..." not in markdown
+    assert not any("glue" in c for c in code)  # no bookkeeping
     assert "## References" in markdown and "Ann Smith, Bob Jones, and Cy Lee" in markdown
     assert "(two)=" not in markdown and "# Page two" in notebook.cells[0].source
-    assert learner.solutions(tmp_path / "book" / "two.md") == [("ex-two", ["answer = 42", "answer += 0"])]
+    assert learner.solutions(tmp_path / "book" / "two.md")[0] == ("ex-two", ["answer = 42", "answer += 0"])
+
+
+@pytest.mark.parametrize("code, kept", [
+    ('x = 1\nglue("x", x, display=False)\nprint(x)', "x = 1\nprint(x)"),
+    ('for k in "ab":\n    glue(k, 1)', ""),
+    ("try:\n    from myst_nb import glue\nexcept ModuleNotFoundError:\n"
+     "    def glue(name, value, display=True):\n        pass\n\n%xmode Minimal",
+     "%xmode Minimal"),
+    ("for k in 'ab':\n    glue(k, 1)\n    print(k)", None),
+    ("glued = glue_like(1)", None),
+])
+def test_only_bookkeeping_leaves_the_code(code, kept):
+    assert learner.without_bookkeeping(code) == (code if kept is None else kept)
 
 
 def test_measured_values_are_marked_not_invented(tmp_path):

@@ -5,8 +5,13 @@ Colab opens only ``.ipynb`` files and knows nothing of MyST, so each page
 made here and committed; the page's Colab and Binder buttons open it. It is
 the page with:
 
-- each exercise solution's code replaced by one ``STUB`` cell and its prose
-  dropped; the self-checks after it kept;
+- each exercise solution's code replaced by one cell, the exercise's
+  skeleton (a ``code-block`` of class ``skeleton`` in the exercise, taken out
+  of its text) or else ``STUB``, tagged ``answer``, and its prose dropped;
+  the self-checks after it kept;
+- no bookkeeping: the book's ``glue`` calls and its ``myst_nb`` import are
+  taken out of the code (the text shows the glued values), and a cell left
+  empty is dropped;
 - MyST as plain Jupyter Markdown: exercises as bold "Exercise N" numbered as
   in the book, admonitions as block quotes, labelled equations numbered with
   ``\\tag``, ``{ref}``/``{numref}``/``{eq}``/``{doc}`` as text or links to the
@@ -58,6 +63,7 @@ from tools.pages import (ROOT, markdown_parser, notebook_pages, read_notebook,
 
 COMMAND = "python -m tools.learner_notebooks"
 STUB = "# YOUR CODE HERE\nraise NotImplementedError()"
+ANSWER = "answer"  # the tag of the cell a reader fills in: a skeleton or STUB
 # Colab has these and the standard library; the first cell installs anything else.
 PREINSTALLED = {"torch", "numpy", "matplotlib", "IPython"}
 ADMONITIONS = {name: name.title() for name in (
@@ -261,6 +267,8 @@ class Conversion:
     glue: dict[str, str] | None = None  # None: read from the execution cache when needed
     citations: list[str] = field(default_factory=list)
     exercises: int = 0  # exercises met so far on this page
+    exercise: str | None = None  # the label of the exercise being converted
+    skeletons: dict[str, str] = field(default_factory=dict)  # label -> code
     figures: int = 0  # figures met so far on this page
     in_solution: str | None = None  # the label of the solution being dropped or kept
     measured: bool = False  # the page quotes a value measured at run time
@@ -282,9 +290,10 @@ class Conversion:
             elif self.in_solution and not keep:
                 if self.in_solution not in stubbed:
                     stubbed.add(self.in_solution)
-                    cells.append(make_cell("code", STUB))
-            else:
-                cells.append(make_cell("code", cell.source, cell.metadata.get("tags", []),
+                    cells.append(make_cell(
+                        "code", self.skeletons.get(self.in_solution, STUB), [ANSWER]))
+            elif code := without_bookkeeping(cell.source):
+                cells.append(make_cell("code", code, cell.metadata.get("tags", []),
                                        cell.get("outputs", []) if keep else [],
                                        cell.get("execution_count") if keep else None))
                 if figure_of(cell):
@@ -343,9 +352,16 @@ class Conversion:
         if name == "exercise":
             number = self.book.number(self.page, "exercise", self.exercises)
             self.exercises += 1
+            self.exercise = options.get("label")
             heading = "**Exercise" + (f" {number}" if number and "nonumber" not in options else "")
             heading += f" ({self.markdown(argument)})**" if argument else "**"
             return f"{heading}\n\n{self.markdown(body)}"
+        if name == "code-block":
+            if "skeleton" in str(options.get("class", "")).split() \
+                    and self.exercise and not self.keep_solutions:
+                self.skeletons[self.exercise] = body.strip("\n")
+                return ""  # it becomes the exercise's code cell
+            return f"```{argument.split(' ')[0] or 'python'}\n{body}\n```"
         if name in ADMONITIONS:
             title = self.markdown(argument) if argument else ADMONITIONS[name]
             quoted = "\n".join(f"> {line}".rstrip() for line in self.markdown(body).split("\n"))
@@ -518,6 +534,33 @@ def imports(node: ast.AST) -> set[str]:
                          if not (guarded and child in node.body)))
 
 
+def without_bookkeeping(code: str) -> str:
+    """A cell's code without its top-level ``glue(...)`` calls (loops of them
+    included) and the ``try`` that imports ``glue`` from ``myst_nb``."""
+    lines = code.split("\n")
+    try:  # magics and shell escapes read as ``pass``, so lines keep their numbers
+        tree = ast.parse("\n".join("pass" if line.lstrip().startswith(("%", "!"))
+                                   else line for line in lines))
+    except SyntaxError:
+        return code
+    dropped = {i for node in tree.body if bookkeeping(node)
+               for i in range(node.lineno - 1, node.end_lineno)}
+    if not dropped:
+        return code
+    kept = "\n".join(line for i, line in enumerate(lines) if i not in dropped)
+    return re.sub(r"\n{3,}", "\n\n", kept).strip("\n")
+
+
+def bookkeeping(node: ast.stmt) -> bool:
+    if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+        return getattr(node.value.func, "id", None) == "glue"
+    if isinstance(node, ast.For) and not node.orelse:
+        return all(map(bookkeeping, node.body))
+    return isinstance(node, ast.Try) and any(
+        isinstance(child, ast.ImportFrom) and (child.module or "").startswith("myst_nb")
+        for child in node.body)
+
+
 def install_cells(cells, root: Path, strict: bool) -> list:
     """A cell installing what the notebook imports beyond Colab's kit, pinned as in
     requirements.txt; none if it needs nothing more. Not ``strict`` (the download, which
@@ -564,9 +607,10 @@ def learner_notebook(page: Path, book: Book | None = None) -> nbformat.NotebookN
     intro = (
         f"# {title}\n\n"
         f"This notebook is the page [{title}]({book.url(page)}) of the online book, ready to "
-        "run. Run the cells in order. In each exercise, replace the cell that says "
-        "`# YOUR CODE HERE` with your answer, then run the check that follows it: it tells you "
-        "whether your answer is right. The book's page has the worked solutions.\n\n"
+        "run. Run the cells in order. In each exercise, fill in the `...` of its code cell "
+        "(or replace the cell that says `# YOUR CODE HERE`) with your answer, then run the "
+        "check that follows it: it tells you whether your answer is right. The book's "
+        "page has the worked solutions.\n\n"
         f"*Made from `{page.relative_to(book.root).as_posix()}` by `{COMMAND}`: edit the page, "
         "not this notebook.*")
     return plain_notebook(page, read_notebook(page), Conversion(book, page, False), intro)
@@ -591,11 +635,13 @@ def download_notebook(page: Path, executed, book: Book | None = None) -> nbforma
 
 
 def solutions(page: Path) -> list[tuple[str, list[str]]]:
-    """(label, code of its cells) of every exercise solution of a page, in order."""
+    """(label, code of its cells, bookkeeping left out) of every exercise solution of a
+    page, in order."""
     found, current = [], None
     for cell in read_notebook(page).cells:
         if cell.cell_type == "code" and current is not None:
-            current[1].append(cell.source)
+            if code := without_bookkeeping(cell.source):
+                current[1].append(code)
         elif cell.cell_type == "markdown":
             for directive in filter(None, map(directive_of, markdown_parser().parse(cell.source))):
                 if directive.name == "solution-start":
