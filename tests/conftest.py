@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
+import browser_pages as bp
 from book_pages import BUILD, build, ensure_executed
 # Prints the page weights measured by test_browser.py at the end of a run.
 from browser_pages import pytest_terminal_summary  # noqa: F401
@@ -42,3 +43,31 @@ def built_book(cache) -> Build:
     with FileLock(str(BUILD / ".build.lock")):
         returncode, log = build()
     return Build(returncode, log, BUILD / "html")
+
+
+@pytest.fixture(scope="session")
+def html(built_book) -> Path:
+    """The built book's HTML folder (tests/test_browser.py, test_live.py)."""
+    assert (built_book.html / "index.html").exists(), (
+        "the book did not build (see test_build.py):\n"
+        + "\n".join(built_book.log.splitlines()[-30:]))
+    return built_book.html
+
+
+@pytest.fixture(scope="session")
+def server(html):
+    """The built book served on 127.0.0.1."""
+    with bp.BookServer(html) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium, driven by Playwright."""
+    from playwright.sync_api import sync_playwright
+
+    assert Path(bp.CHROMIUM).exists(), f"{bp.CHROMIUM} is missing: apt-get install chromium"
+    with sync_playwright() as playwright:
+        browser = bp.launch(playwright)
+        yield browser
+        browser.close()

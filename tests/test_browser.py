@@ -41,7 +41,6 @@ from pathlib import Path
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import sync_playwright
 
 import browser_pages as bp
 from tools.pages import ROOT, toc_files
@@ -56,29 +55,6 @@ def toc_pages() -> list[str]:
 
 
 PAGES = toc_pages()
-
-
-@pytest.fixture(scope="session")
-def html(built_book) -> Path:
-    assert (built_book.html / "index.html").exists(), (
-        "the book did not build (see test_build.py):\n" + "\n".join(built_book.log.splitlines()[-30:])
-    )
-    return built_book.html
-
-
-@pytest.fixture(scope="session")
-def server(html):
-    with bp.BookServer(html) as server:
-        yield server
-
-
-@pytest.fixture(scope="session")
-def browser():
-    assert Path(bp.CHROMIUM).exists(), f"{bp.CHROMIUM} is missing: apt-get install chromium"
-    with sync_playwright() as playwright:
-        browser = bp.launch(playwright)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="session")

@@ -160,34 +160,16 @@ def test_a_book_built_without_npm_has_no_live_cells(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="session")
-def html(built_book) -> Path:
-    assert (built_book.html / "index.html").exists(), (
-        "the book did not build (see test_build.py):\n"
-        + "\n".join(built_book.log.splitlines()[-30:]))
+def server(server, built_book):
+    """The book served (tests/conftest.py), with live cells on: the build
+    fetched Pyodide and copied its core files into the site."""
     assert "live cells are off" not in built_book.log, (
         "the build turned live cells off (is npm installed?): "
         + next(line for line in built_book.log.splitlines()
                if "live cells are off" in line))
     for name in live.CORE_FILES:
         assert (built_book.html / "_static" / live.STATIC / name).is_file()
-    return built_book.html
-
-
-@pytest.fixture(scope="session")
-def server(html):
-    with bp.BookServer(html) as server:
-        yield server
-
-
-@pytest.fixture(scope="session")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    assert Path(bp.CHROMIUM).exists(), f"{bp.CHROMIUM} is missing: apt-get install chromium"
-    with sync_playwright() as playwright:
-        browser = bp.launch(playwright)
-        yield browser
-        browser.close()
+    return server
 
 
 class Reader:
