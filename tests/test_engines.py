@@ -118,7 +118,8 @@ def evaluate(tree, inputs, functions, guard=False):
             result = getattr(math, kind)(a)
         else:
             result = functions[kind](a)
-    if guard and abs(float(result)) > 1e4:
+    value = result.detach() if isinstance(result, torch.Tensor) else result
+    if guard and abs(float(value)) > 1e4:
         raise OutOfDomain
     return result
 
