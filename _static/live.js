@@ -11,6 +11,9 @@
 
   const TIME_LIMIT = 30; // seconds a Run may take before it is stopped
   const START_LIMIT = 90; // seconds Python may take to start
+  // A browser starts no worker for a page opened from a file.
+  const FROM_FILE = "Live cells need the book served over HTTP: run " +
+    "python -m http.server -d _build/html and open http://localhost:8000/.";
 
   // --- The worker: one Python interpreter ------------------------------------
 
@@ -185,6 +188,7 @@ def _live_run(code, post, show):
 
     start() {
       if (this.starting) return this.starting;
+      if (location.protocol === "file:") return Promise.reject(new Error(FROM_FILE));
       // Pyodide runs only in a module worker.
       const worker = new Worker(SCRIPT, { type: "module", name: "live-python" });
       this.worker = worker;
@@ -486,6 +490,8 @@ def _live_run(code, post, show):
       } else if (error instanceof Stopped) {
         target.result("error", `${stopMessage || "Stopped."} Python was restarted: the next Run starts it again and runs the cells above once more.`);
         target.status.textContent = "Stopped.";
+      } else if (location.protocol === "file:") {
+        target.status.textContent = FROM_FILE;
       } else {
         target.result("error", String(error.message || error));
         target.status.textContent = "Python is not available.";
@@ -513,7 +519,10 @@ def _live_run(code, post, show):
     }
     // One hint per page, by its first live cell.
     const first = cells.find((cell) => cell.status);
-    if (first) first.status.textContent = "Python runs in your browser: edit the code, then Run.";
+    if (first) {
+      first.status.textContent = location.protocol === "file:" ? FROM_FILE
+        : "Python runs in your browser: edit the code, then Run.";
+    }
     document.documentElement.classList.add("live-ready");
   }
 

@@ -20,7 +20,9 @@ import argparse
 import functools
 import http.server
 import json
+import os
 import re
+import shutil
 import statistics
 import sys
 import threading
@@ -28,7 +30,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-CHROMIUM = "/usr/bin/chromium"  # Debian's chromium (apt-get install chromium)
+# The browser: $CHROMIUM_PATH, else Playwright's own Chromium if it was
+# installed, else the first of these on PATH (Debian's is ``chromium``).
+BROWSERS_ON_PATH = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+GET_A_BROWSER = ("apt-get install chromium (or python -m playwright install chromium, "
+                 "or CHROMIUM_PATH=/path/to/chrome)")
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -350,6 +356,19 @@ def error_problems(tracebacks: list[str], expected: list[str]) -> list[str]:
     return problems
 
 
+# The themes differ in their colours only, so the dark theme is checked for
+# the rules that read colours; the light theme for every rule. (axe's
+# colour-contrast rule takes most of its time: 4 s of 5 on a long page.)
+COLOUR_RULES = ["color-contrast", "link-in-text-block"]
+
+
+def axe_options(theme: str) -> dict:
+    options = {"resultTypes": ["violations"]}
+    if theme != THEMES[0]:
+        options["runOnly"] = {"type": "rule", "values": COLOUR_RULES}
+    return options
+
+
 def check_page(context, server: BookServer, page: str, theme: str,
                expected: list[str] | None = None, axe=None,
                screenshot: Path | None = None, scroll_to: str | None = None) -> PageReport:
@@ -388,7 +407,7 @@ def check_page(context, server: BookServer, page: str, theme: str,
         # the page instead of the stylesheet, which gives spurious 404s).
         page_events = (list(blocked), list(failed), list(console_errors), server.take_errors())
         if axe is not None:
-            violations = axe.run(browser_page).response["violations"]
+            violations = axe.run(browser_page, options=axe_options(theme)).response["violations"]
             for violation in violations:
                 if violation.get("impact") in SERIOUS:
                     targets = [", ".join(map(str, node["target"])) for node in violation["nodes"]]
@@ -499,6 +518,30 @@ def icon_problems(icons: list, html: Path) -> list[str]:
             for glyph, element in sorted(missing.items())]
 
 
+def weight_record(html: Path, page: str, theme: str) -> Path:
+    """Where a page test leaves the weight it measured (``_build/page-weights/``)."""
+    return html.parent / "page-weights" / f"{page.replace('/', '--')}-{theme}.json"
+
+
+def record_weight(html: Path, report: PageReport) -> None:
+    path = weight_record(html, report.page, report.theme)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"built": (html / report.page).stat().st_mtime,
+                                "weight": report.weight, "requests": report.requests}))
+
+
+def recorded_weight(html: Path, page: str, theme: str) -> PageReport | None:
+    """The weight a page test measured on this build of the page, if any."""
+    path = weight_record(html, page, theme)
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if found.get("built") != (html / page).stat().st_mtime:
+        return None
+    return PageReport(page, theme, found["weight"], found["requests"])
+
+
 def measure_weight(context, server: BookServer, page: str) -> PageReport:
     """Load one page and add up what it decoded (nothing else is checked)."""
     browser_page = context.new_page()
@@ -519,8 +562,50 @@ def new_context(browser, theme: str):
     return browser.new_context(viewport=VIEWPORT, color_scheme=theme, service_workers="block")
 
 
+@functools.cache
+def find_browser() -> tuple[str | None, str]:
+    """(the browser's path, how it was found), or (None, why there is none)."""
+    named = os.environ.get("CHROMIUM_PATH")
+    if named:
+        if Path(named).is_file():
+            return named, "CHROMIUM_PATH"
+        return None, f"CHROMIUM_PATH={named} does not exist"
+    try:
+        from playwright.sync_api import sync_playwright
+        with sync_playwright() as playwright:
+            own = playwright.chromium.executable_path
+        if own and Path(own).is_file():
+            return own, "Playwright's own Chromium"
+    except Exception:  # noqa: BLE001 - no driver, no browser: look on PATH
+        pass
+    for name in BROWSERS_ON_PATH:
+        found = shutil.which(name)
+        if found:
+            return found, f"{name} on PATH"
+    return None, "no Chromium found (CHROMIUM_PATH, Playwright's own, " + \
+        "/".join(BROWSERS_ON_PATH) + " on PATH)"
+
+
+def in_ci() -> bool:
+    """CI sets CI=true: there, what a test needs is required, not optional."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def missing(what: str) -> None:
+    """Skip the test (one line in pytest's summary: what is missing and the
+    command that brings it), or, with CI=true, fail it."""
+    import pytest
+
+    if in_ci():
+        pytest.fail(f"{what} (required with CI=true)", pytrace=False)
+    pytest.skip(what)
+
+
 def launch(playwright):
-    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    path, why = find_browser()
+    if path is None:
+        raise RuntimeError(f"{why}: {GET_A_BROWSER}")
+    return playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS, headless=True)
 
 
 def median_weight(reports: list[PageReport]) -> float:

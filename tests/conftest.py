@@ -63,10 +63,13 @@ def server(html):
 
 @pytest.fixture(scope="session")
 def browser():
-    """Debian's Chromium, driven by Playwright."""
+    """Chromium (bp.find_browser), driven by Playwright. Without one the
+    browser tests are skipped, and fail with CI=true."""
     from playwright.sync_api import sync_playwright
 
-    assert Path(bp.CHROMIUM).exists(), f"{bp.CHROMIUM} is missing: apt-get install chromium"
+    path, why = bp.find_browser()
+    if path is None:
+        bp.missing(f"browser tests need Chromium, {why}: {bp.GET_A_BROWSER}")
     with sync_playwright() as playwright:
         browser = bp.launch(playwright)
         yield browser

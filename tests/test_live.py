@@ -160,15 +160,23 @@ def test_a_book_built_without_npm_has_no_live_cells(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="session")
-def server(server, built_book):
-    """The book served (tests/conftest.py), with live cells on: the build
-    fetched Pyodide and copied its core files into the site."""
-    assert "live cells are off" not in built_book.log, (
-        "the build turned live cells off (is npm installed?): "
-        + next(line for line in built_book.log.splitlines()
-               if "live cells are off" in line))
+def live_html(built_book, html) -> Path:
+    """The built book with live cells on: the build fetched Pyodide and
+    copied its core files into the site."""
+    off = [line for line in built_book.log.splitlines()
+           if "live cells are off" in line]
+    if off:
+        bp.missing("live-cell tests need Pyodide, which the build fetches "
+                   "with npm: apt-get install nodejs npm, then build again ("
+                   + off[0].split("live cells are off: ", 1)[-1].strip() + ")")
     for name in live.CORE_FILES:
-        assert (built_book.html / "_static" / live.STATIC / name).is_file()
+        assert (html / "_static" / live.STATIC / name).is_file()
+    return html
+
+
+@pytest.fixture(scope="session")
+def server(live_html, server):
+    """The book served (tests/conftest.py), with live cells on."""
     return server
 
 
@@ -474,9 +482,38 @@ def test_live_controls_and_output_pass_axe(theme, browser, server, html):
         reader.run(next(n for n in numbers if reader.build_output(n)))
         reader.edit(numbers[0], "1 / 0\n")
         reader.run(numbers[0])
-        violations = Axe().run(reader.page).response["violations"]
+        # The rest of the page is test_browser.py's: axe reads the live parts.
+        live_parts = {"include": [[".live-cell"], [".live-controls"],
+                                  [".live-output"]]}
+        violations = Axe().run(reader.page, context=live_parts).response["violations"]
         serious = [f"{v['id']}: {v['help']} ({len(v['nodes'])}x)" for v in violations
                    if v.get("impact") in bp.SERIOUS]
         assert not serious, serious
     finally:
         reader.close()
+
+
+def test_a_page_opened_from_a_file_says_how_to_serve_it(live_html, browser):
+    """README command (1) builds _build/html/index.html; opened as a file,
+    a live cell's Run says in one line how to serve the book, where the
+    browser alone would refuse to start the worker."""
+    context = bp.new_context(browser, "light")
+    try:
+        page = context.new_page()
+        errors = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto((live_html / DUAL).as_uri(), wait_until="load")
+        first = page.locator(".live-controls").first
+        assert "python -m http.server -d _build/html" in \
+            first.locator(".live-status").inner_text()
+        first.get_by_role("button", name="Run", exact=True).click()
+        status = first.locator(".live-status")
+        page.wait_for_function(
+            "el => !el.querySelector('.live-run').disabled",
+            arg=first.element_handle(), timeout=10_000)
+        assert status.inner_text() == (
+            "Live cells need the book served over HTTP: run python -m "
+            "http.server -d _build/html and open http://localhost:8000/.")
+        assert not errors
+    finally:
+        context.close()
