@@ -598,7 +598,11 @@ def missing(what: str) -> None:
 
     if in_ci():
         pytest.fail(f"{what} (required with CI=true)", pytrace=False)
+    MISSING.add(what)
     pytest.skip(what)
+
+
+MISSING: set[str] = set()  # the reasons ``missing`` skipped a test for
 
 
 def launch(playwright):

@@ -11,6 +11,19 @@ from browser_pages import pytest_terminal_summary  # noqa: F401
 from tools.pages import notebook_pages
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A test skipped for want of a browser or of Pyodide is reported as
+    skipped here, so that pytest's summary folds all of them into one line
+    for each thing missing, whichever file their tests are in."""
+    report = yield
+    if report.skipped and isinstance(report.longrepr, tuple):
+        reason = report.longrepr[2].removeprefix("Skipped: ")
+        if reason in bp.MISSING:
+            report.longrepr = (__file__, None, reason)
+    return report
+
+
 def pytest_addoption(parser):
     parser.addoption(
         "--update-references", action="store_true",
