@@ -215,7 +215,7 @@ async () => {
     return r.width > 0 && r.height > 0 && r.right > 0 && r.left < window.innerWidth
       && el.checkVisibility({opacityProperty: true, visibilityProperty: true});
   };
-  // Display equations that do not fit their column (they scroll in their box).
+  // Display equations that do not fit their column (they would scroll in their box).
   const wideEquations = [...document.querySelectorAll("div.math")]
     .filter((eq) => overflows(eq) || [...eq.children].some(overflows))
     .map((eq) => {
@@ -223,6 +223,20 @@ async () => {
       const tex = eq.querySelector("annotation")?.textContent || eq.textContent;
       return `${number} ${short(tex)}`.trim();
     });
+  // Equation numbers drawn over their equation's maths: the number's box
+  // against each run of typeset maths (the children of .katex-html), as far as the
+  // equation's own box shows it (a scrolling equation clips the rest).
+  const intersect = (r, s) => ({left: Math.max(r.left, s.left), right: Math.min(r.right, s.right),
+                                 top: Math.max(r.top, s.top), bottom: Math.min(r.bottom, s.bottom)});
+  const meets = (r) => r.right - r.left > 1 && r.bottom - r.top > 1;
+  const coveredEquations = [...document.querySelectorAll("div.math")].filter((eq) => {
+    const number = eq.querySelector(":scope > .eqno");
+    const display = eq.querySelector(":scope > .katex-display");
+    if (!number || !display || !shown(number)) return false;
+    const box = display.getBoundingClientRect(), tag = number.getBoundingClientRect();
+    return [...display.querySelectorAll(".katex-html > *")].some(
+      (run) => meets(intersect(intersect(run.getBoundingClientRect(), box), tag)));
+  }).map((eq) => (eq.querySelector(".eqno")?.textContent || "").replace("#", "").trim());
   // Code boxes (cells, and code blocks such as skeletons) with a scroll bar.
   const codeBoxes = [...document.querySelectorAll("article div.cell_input pre, article div.highlight pre")]
     .filter((pre) => !pre.closest("div.cell_output"));
@@ -258,7 +272,7 @@ async () => {
   return {
     width: window.innerWidth,
     pageWidth: Math.max(document.documentElement.scrollWidth, document.body.scrollWidth),
-    wideEquations, scrollingCode, glue, overlaps,
+    wideEquations, coveredEquations, scrollingCode, glue, overlaps,
     searchFields: searches.map(name),
   };
 }
@@ -478,11 +492,17 @@ def check_page(context, server: BookServer, page: str, theme: str,
 
 
 def layout_problems(desk: dict, phone: dict) -> list[str]:
-    """What LAYOUT_JS found at the desk's width (equations, code, glue) and
-    at both widths (the header and sidebar, the page's width)."""
+    """What LAYOUT_JS found at the desk's width (code, glue) and at both
+    widths (display equations and their numbers, the header and sidebar,
+    the page's width)."""
     at = f"at {desk['width']} px"
-    problems = first_few(f"display equation wider than its column {at} (split it over "
-                         "lines with aligned)", desk["wideEquations"])
+    problems = []
+    for layout in (desk, phone):
+        width = layout["width"]
+        problems += first_few(f"display equation wider than its column at {width} px (split "
+                              "it over lines with aligned)", layout["wideEquations"])
+        problems += first_few(f"equation number drawn over its equation at {width} px",
+                              layout["coveredEquations"])
     problems += first_few(f"code box with a horizontal scroll bar {at} (79 characters "
                           "fit)", desk["scrollingCode"])
     problems += first_few("glue( shown in a code cell (glue in a cell tagged remove-cell)",

@@ -21,11 +21,12 @@ A page fails on:
 - any serious or critical axe-core violation;
 - a page not showing the theme the system prefers;
 - its layout, with every folded cell and solution opened: at 1280 px a
-  display equation wider than its column, a code box (cell or code block)
-  with a horizontal scroll bar, or ``glue(`` in a shown code cell; at
-  1280 px and at 400 px, controls of the header or the sidebars drawn over
-  each other, or more than one search field; at 400 px, a page wider than
-  the screen;
+  code box (cell or code block) with a horizontal scroll bar, or ``glue(``
+  in a shown code cell; at 1280 px and at 400 px (a phone), a display
+  equation wider than its column, an equation number drawn over its
+  equation's maths, controls of the header or the sidebars drawn over each
+  other, or more than one search field; at 400 px, a page wider than the
+  screen;
 - an icon whose glyph the cut-down Font Awesome fonts lack
   (``vendor/update_icons.py``).
 
@@ -116,6 +117,19 @@ def test_median_page_weight(html, server, browser):
         f"{MAX_MEDIAN_WEIGHT / 1e6:.1f} MB:\n{bp.weights_table(reports)}")
 
 
+# Moves a typeset equation's number onto the first run of its maths.
+COVER_NUMBER = r"""
+() => {
+  const eq = [...document.querySelectorAll("div.math")].find((el) => el.querySelector(".katex-html > *"));
+  const number = eq.querySelector(".eqno");
+  number.style.cssText = "";
+  const run = eq.querySelector(".katex-html > *").getBoundingClientRect();
+  const box = number.getBoundingClientRect();
+  number.style.cssText = `position: relative; left: ${run.left - box.left}px; top: ${run.top - box.top}px`;
+}
+"""
+
+
 def test_layout_checks_find_what_they_look_for(html, server, browser):
     """The layout checks fail a page that breaks them: a page is broken on
     purpose in the browser, one way for each check, and each is reported."""
@@ -154,13 +168,18 @@ def test_layout_checks_find_what_they_look_for(html, server, browser):
         try:
             browser_page.goto(server.base + page, wait_until="load")
             browser_page.evaluate(breakage)
+            browser_page.evaluate(COVER_NUMBER)
             desk = browser_page.evaluate(bp.LAYOUT_JS)
             browser_page.set_viewport_size(bp.PHONE)
+            browser_page.evaluate(COVER_NUMBER)
             phone = browser_page.evaluate(bp.LAYOUT_JS)
         finally:
             context.close()
         problems = "\n".join(bp.layout_problems(desk, phone))
         for expected in ("display equation wider than its column at 1280 px", "(99)",
+                         "display equation wider than its column at 400 px",
+                         "equation number drawn over its equation at 1280 px",
+                         "equation number drawn over its equation at 400 px",
                          "code box with a horizontal scroll bar at 1280 px",
                          "glue( shown in a code cell", "search fields shown at 1280 px",
                          "search fields shown at 400 px",
@@ -218,3 +237,52 @@ def test_theme_asset_override_matches_the_theme():
         f"{ours.relative_to(ROOT)} is out of step with {theme}: copy the theme's file again "
         "without its fontawesome.js <script> line"
     )
+
+
+def test_an_equation_too_wide_for_a_phone_scrolls_with_a_cue(server, browser):
+    """An equation that cannot fit (none of the book's: the layout checks
+    above fail on one) scrolls inside its own box, which a keyboard
+    reaches, with a shadow on each side where more maths is hidden, and its
+    number on a line of its own below it. The equation is added to the
+    page's HTML before _static/maths.js typesets it, as the build writes
+    one."""
+    page = "book/part2-pytorch/autograd-basics.html"
+    tex = " + ".join(f"x_{{{i}}}^2" for i in range(40))
+    wide = (f'<div class="math notranslate nohighlight" id="equation-wide">'
+            f'<span class="eqno">(99)</span>\\[{tex}\\]</div>')
+    measure = r"""
+    () => {
+      const eq = document.querySelector("#equation-wide");
+      const display = eq.querySelector(".katex-display");
+      const number = eq.querySelector(".eqno").getBoundingClientRect();
+      const box = display.getBoundingClientRect();
+      return {scrolls: display.scrollWidth > display.clientWidth + 1,
+              fitsColumn: box.right <= eq.getBoundingClientRect().right + 1,
+              tabindex: display.getAttribute("tabindex"),
+              shadow: getComputedStyle(display).backgroundImage,
+              numberBelow: number.top >= box.bottom - 1};
+    }
+    """
+    for theme in bp.THEMES:
+        context = bp.new_context(browser, theme)
+        context.set_default_timeout(60_000)
+
+        def add_equation(route):
+            response = route.fetch()
+            article = '<article class="bd-article">'
+            body = response.text().replace(article, article + wide, 1)
+            route.fulfill(response=response, body=body)
+
+        context.route(f"**/{page}", add_equation)
+        browser_page = context.new_page()
+        try:
+            browser_page.set_viewport_size(bp.PHONE)
+            browser_page.goto(server.base + page, wait_until="load")
+            browser_page.evaluate("() => document.fonts.ready.then(() => null)")
+            found = browser_page.evaluate(measure)
+        finally:
+            context.close()
+        assert found["scrolls"] and found["fitsColumn"], (theme, found)
+        assert found["tabindex"] == "0", (theme, found)
+        assert found["shadow"].count("radial-gradient") == 2, (theme, found)
+        assert found["numberBelow"], (theme, found)
