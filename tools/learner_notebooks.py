@@ -555,7 +555,11 @@ def bookkeeping(node: ast.stmt) -> bool:
     if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
         return getattr(node.value.func, "id", None) == "glue"
     if isinstance(node, ast.For) and not node.orelse:
-        return all(map(bookkeeping, node.body))
+        # Loops of glue calls, with the assignments that name what is glued.
+        glued = [bookkeeping(child) for child in node.body]
+        return any(glued) and all(
+            is_glue or isinstance(child, ast.Assign)
+            for is_glue, child in zip(glued, node.body))
     return isinstance(node, ast.Try) and any(
         isinstance(child, ast.ImportFrom) and (child.module or "").startswith("myst_nb")
         for child in node.body)
